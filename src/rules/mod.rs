@@ -1,0 +1,321 @@
+//! Rules: what `secrets.nix` says about each secret file (who may decrypt it, armor, extras).
+//!
+//! Evaluation of the Nix file itself lives in the submodules; this module turns the evaluated
+//! value into validated [`Rules`] and answers "which rule covers this file?".
+
+mod nix_fallback;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value as Json;
+
+/// One secret declared in the rules file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Secret {
+    /// The attribute name as written in the rules file (e.g. `"secrets/db.age"`).
+    pub name: String,
+    /// The secret file, relative to the rules file's directory, lexically normalised.
+    pub path: PathBuf,
+    /// Recipients, flattened, trimmed of surrounding whitespace, de-duplicated, in order.
+    pub public_keys: Vec<String>,
+    /// Whether the file is written ASCII-armored.
+    pub armor: bool,
+    /// Every other attribute of the rule (e.g. `generator`), as evaluated.
+    pub extra: BTreeMap<String, Json>,
+}
+
+/// The validated content of a rules file.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// The rules file as given.
+    pub file: PathBuf,
+    /// The directory secret paths are relative to (the rules file's directory, absolute).
+    pub dir: PathBuf,
+    /// Secrets in attribute-name order (Nix's order).
+    pub secrets: Vec<Secret>,
+    /// Non-fatal findings (e.g. a nested list in `publicKeys`), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Options for reading a rules file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Say on stderr when we fall back to `nix-instantiate`.
+    pub verbose: bool,
+}
+
+/// A rules file that cannot be used. `Display` is the full message a user should see
+/// (file, location when known, and what is wrong).
+#[derive(Debug)]
+pub struct RulesError {
+    message: String,
+}
+
+impl RulesError {
+    pub fn new(message: impl Into<String>) -> Self {
+        RulesError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RulesError {}
+
+/// Evaluates the rules file to the JSON value `nix-instantiate --eval --strict --json` prints.
+pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
+    nix_fallback::evaluate(file, opts)
+}
+
+impl Rules {
+    /// Reads, evaluates and validates a rules file.
+    pub fn load(file: &Path, opts: &LoadOptions) -> Result<Rules, RulesError> {
+        let json = evaluate(file, opts)?;
+        Rules::from_json(file, &json)
+    }
+
+    /// Validates an evaluated rules value.
+    pub fn from_json(file: &Path, json: &Json) -> Result<Rules, RulesError> {
+        let shown = file.display();
+        let dir = rules_dir(file)?;
+        let top = json.as_object().ok_or_else(|| {
+            RulesError::new(format!(
+                "{shown}: the rules file must evaluate to an attribute set of secrets, not {}",
+                json_type(json)
+            ))
+        })?;
+        let mut secrets = Vec::with_capacity(top.len());
+        let mut warnings = Vec::new();
+        let mut names: Vec<&String> = top.keys().collect();
+        names.sort();
+        for name in names {
+            let rule = &top[name];
+            let attrs = rule.as_object().ok_or_else(|| {
+                RulesError::new(format!(
+                    "{shown}: secret \"{name}\" must be an attribute set, not {}",
+                    json_type(rule)
+                ))
+            })?;
+            let keys = attrs.get("publicKeys").ok_or_else(|| {
+                RulesError::new(format!(
+                    "{shown}: secret \"{name}\" has no publicKeys attribute"
+                ))
+            })?;
+            let mut flat = Vec::new();
+            let nested = flatten_keys(keys, &mut flat).map_err(|what| {
+                RulesError::new(format!(
+                    "{shown}: secret \"{name}\": publicKeys must be a list of strings, found {what}"
+                ))
+            })?;
+            if nested {
+                warnings.push(format!(
+                    "{shown}: secret \"{name}\": publicKeys contains a nested list; it was flattened"
+                ));
+            }
+            let mut public_keys: Vec<String> = Vec::with_capacity(flat.len());
+            for key in flat {
+                let key = key.trim();
+                if !key.is_empty() && !public_keys.iter().any(|k| k == key) {
+                    public_keys.push(key.to_owned());
+                }
+            }
+            let armor = match attrs.get("armor") {
+                None | Some(Json::Null) => false,
+                Some(Json::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(RulesError::new(format!(
+                        "{shown}: secret \"{name}\": armor must be a boolean, not {}",
+                        json_type(other)
+                    )))
+                }
+            };
+            let extra = attrs
+                .iter()
+                .filter(|(k, _)| *k != "publicKeys" && *k != "armor")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            secrets.push(Secret {
+                name: name.clone(),
+                path: normalize(Path::new(name)),
+                public_keys,
+                armor,
+                extra,
+            });
+        }
+        Ok(Rules {
+            file: file.to_path_buf(),
+            dir,
+            secrets,
+            warnings,
+        })
+    }
+
+    /// The absolute path of a secret's file.
+    pub fn secret_file(&self, secret: &Secret) -> PathBuf {
+        self.dir.join(&secret.path)
+    }
+
+    /// Finds the rule for `file` (relative to the current directory, or absolute).
+    pub fn find(&self, file: &Path) -> Option<&Secret> {
+        let wanted = absolute_normalized(file)?;
+        self.secrets
+            .iter()
+            .find(|s| self.dir.join(&s.path) == wanted)
+    }
+}
+
+/// Flattens a `publicKeys` value into `out`; returns whether a nested list was seen, or a
+/// description of the first non-string, non-list element.
+fn flatten_keys<'a>(value: &'a Json, out: &mut Vec<&'a str>) -> Result<bool, String> {
+    let list = value
+        .as_array()
+        .ok_or_else(|| format!("{} instead of a list", json_type(value)))?;
+    let mut nested = false;
+    for item in list {
+        match item {
+            Json::String(s) => out.push(s),
+            Json::Array(_) => {
+                flatten_keys(item, out)?;
+                nested = true;
+            }
+            other => return Err(format!("an element that is {}", json_type(other))),
+        }
+    }
+    Ok(nested)
+}
+
+fn json_type(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an attribute set",
+    }
+}
+
+fn rules_dir(file: &Path) -> Result<PathBuf, RulesError> {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // Canonical so that FILE arguments given through symlinked or relative paths still match.
+    parent.canonicalize().map_err(|e| {
+        RulesError::new(format!(
+            "{}: cannot resolve the rules file's directory: {e}",
+            file.display()
+        ))
+    })
+}
+
+/// Lexical normalisation: drops `.` and resolves `..` against earlier components.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Absolute form of `file` whose existing parent directory is canonicalised, so that it can be
+/// compared with paths under the (canonical) rules directory.
+fn absolute_normalized(file: &Path) -> Option<PathBuf> {
+    let abs = if file.is_absolute() {
+        normalize(file)
+    } else {
+        normalize(&std::env::current_dir().ok()?.join(file))
+    };
+    let name = abs.file_name()?.to_owned();
+    let parent = abs.parent()?;
+    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+    Some(parent.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn load(json: Json) -> Result<Rules, RulesError> {
+        Rules::from_json(Path::new("secrets.nix"), &json)
+    }
+
+    #[test]
+    fn nested_key_lists_are_flattened_with_a_warning_naming_the_secret() {
+        let rules = load(json!({"a.age": {"publicKeys": [["k1", "k2"], "k3"]}})).unwrap();
+        assert_eq!(rules.secrets[0].public_keys, ["k1", "k2", "k3"]);
+        assert_eq!(rules.warnings.len(), 1);
+        assert!(rules.warnings[0].contains("\"a.age\""), "{:?}", rules.warnings);
+    }
+
+    #[test]
+    fn keys_are_trimmed_and_deduplicated_in_order() {
+        let rules = load(json!({"a.age": {"publicKeys": ["k2\n", " k1", "k2", ""]}})).unwrap();
+        assert_eq!(rules.secrets[0].public_keys, ["k2", "k1"]);
+        assert!(rules.warnings.is_empty());
+    }
+
+    #[test]
+    fn empty_public_keys_load() {
+        let rules = load(json!({"a.age": {"publicKeys": []}})).unwrap();
+        assert!(rules.secrets[0].public_keys.is_empty());
+    }
+
+    #[test]
+    fn armor_defaults_to_false_and_must_be_a_bool() {
+        let rules = load(json!({"a.age": {"publicKeys": [], "armor": true}, "b.age": {"publicKeys": []}})).unwrap();
+        assert!(rules.secrets[0].armor);
+        assert!(!rules.secrets[1].armor);
+        let err = load(json!({"a.age": {"publicKeys": [], "armor": "yes"}})).unwrap_err();
+        assert!(err.to_string().contains("\"a.age\": armor must be a boolean"), "{err}");
+    }
+
+    #[test]
+    fn other_attributes_are_kept() {
+        let rules = load(json!({"a.age": {"publicKeys": [], "generator": "hex:32"}})).unwrap();
+        assert_eq!(rules.secrets[0].extra["generator"], json!("hex:32"));
+    }
+
+    #[test]
+    fn a_rule_without_public_keys_is_an_error_naming_it() {
+        let err = load(json!({"x/y.age": {"armor": true}})).unwrap_err();
+        assert!(err.to_string().contains("secret \"x/y.age\" has no publicKeys"), "{err}");
+    }
+
+    #[test]
+    fn non_string_keys_are_an_error() {
+        let err = load(json!({"a.age": {"publicKeys": ["k", 3]}})).unwrap_err();
+        assert!(err.to_string().contains("a number"), "{err}");
+        let err = load(json!({"a.age": {"publicKeys": "k"}})).unwrap_err();
+        assert!(err.to_string().contains("a string instead of a list"), "{err}");
+    }
+
+    #[test]
+    fn the_top_level_must_be_an_attribute_set_of_attribute_sets() {
+        assert!(load(json!([1])).unwrap_err().to_string().contains("not a list"));
+        let err = load(json!({"a.age": 1})).unwrap_err();
+        assert!(err.to_string().contains("\"a.age\" must be an attribute set"), "{err}");
+    }
+
+    #[test]
+    fn secret_paths_are_normalised() {
+        let rules = load(json!({"./sub/../x.age": {"publicKeys": []}})).unwrap();
+        assert_eq!(rules.secrets[0].path, PathBuf::from("x.age"));
+    }
+}

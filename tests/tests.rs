@@ -1,0 +1,3 @@
+//! One test binary for the whole crate: shared helpers in `util`, one module per area.
+
+mod util;
