@@ -4,4 +4,5 @@
 //! handled through the `age` crate. [`cli`] wires the command line to these pieces.
 
 pub mod cli;
+pub mod install;
 pub mod rules;
