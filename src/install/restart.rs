@@ -178,6 +178,11 @@ fn append_units(list: Option<&Path>, units: &BTreeSet<String>) -> Result<()> {
     if units.is_empty() {
         return Ok(());
     }
+    // /run/nixos may not exist yet early in an activation.
+    if let Some(parent) = list.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
