@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use decrypt::Identity;
 use manifest::{parse_mode, Manifest, Mode};
@@ -399,7 +400,7 @@ fn decrypt_and_write(
     generation: &Path,
     state: &mut State,
     outcome: &mut Outcome,
-) -> Result<BTreeMap<String, Vec<u8>>> {
+) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
     let names: BTreeSet<&str> = m.secrets.iter().map(|s| s.name.as_str()).collect();
     let wanted: BTreeSet<&str> = m
         .templates
@@ -413,8 +414,9 @@ fn decrypt_and_write(
         .map(|s| {
             let e = Entry::secret(s, m);
             let result = (|| {
-                let mut data = Vec::new();
-                decrypt::decrypt_file(Path::new(&s.file), identities, &mut data)?;
+                // Plaintext buffers are wiped when dropped.
+                let mut data = Zeroizing::new(Vec::new());
+                decrypt::decrypt_file(Path::new(&s.file), identities, &mut *data)?;
                 let installed = write_entry(&e, &data, owners, m, previous, generation)?;
                 Ok::<_, anyhow::Error>((installed, data))
             })();
@@ -447,7 +449,7 @@ fn decrypt_and_write(
 /// Renders each template from the decrypted secrets and writes it like a secret.
 fn render_templates(
     m: &Manifest,
-    plaintexts: &BTreeMap<String, Vec<u8>>,
+    plaintexts: &BTreeMap<String, Zeroizing<Vec<u8>>>,
     owners: &Owners,
     previous: &Previous,
     generation: &Path,
@@ -462,7 +464,10 @@ fn render_templates(
         let e = Entry::template(t, m);
         let result = template::render(&t.content, &available)
             .map_err(|missing| anyhow::anyhow!("secret `{missing}` could not be decrypted"))
-            .and_then(|data| write_entry(&e, &data, owners, m, previous, generation));
+            .and_then(|data| {
+                let data = Zeroizing::new(data);
+                write_entry(&e, &data, owners, m, previous, generation)
+            });
         match result {
             Ok(installed) => record(state, &e, &installed),
             Err(err) => {

@@ -544,3 +544,74 @@ fn home_mode_expands_runtime_dir_and_needs_no_root() {
         stderr(&out)
     );
 }
+
+ns_test!(
+    rsa_host_keys_and_age_identity_files_decrypt_and_protected_keys_are_skipped,
+    |env| {
+        let rsa = env.root.join("ssh_host_rsa_key");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+            .arg(&rsa)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let rsa_pub = fs::read_to_string(env.root.join("ssh_host_rsa_key.pub")).unwrap();
+        let protected = env.root.join("protected_key");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+            .arg(&protected)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let age_identity = age::x25519::Identity::generate();
+        let age_file = env.root.join("keys.txt");
+        use age::secrecy::ExposeSecret;
+        fs::write(
+            &age_file,
+            format!(
+                "# created: now\n{}\n",
+                age_identity.to_string().expose_secret()
+            ),
+        )
+        .unwrap();
+
+        let by_rsa = env.encrypt_to("by-rsa", b"rsa", rsa_pub.trim());
+        let by_age = env.encrypt_to("by-age", b"x25519", &age_identity.to_public().to_string());
+        let mut manifest = env.manifest(json!([
+            env.secret("by-rsa", &by_rsa),
+            env.secret("by-age", &by_age)
+        ]));
+        manifest["identityPaths"] = json!([protected, rsa, age_file]);
+        let out = env.install(&manifest);
+        assert!(
+            stderr(&out).contains("protected_key: the SSH key is passphrase-protected"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(fs::read(env.secrets_dir.join("by-rsa")).unwrap(), b"rsa");
+        assert_eq!(fs::read(env.secrets_dir.join("by-age")).unwrap(), b"x25519");
+    }
+);
+
+ns_test!(modes_are_exact_under_any_umask, |env| {
+    let a = env.encrypt("a", b"x");
+    let mut wide = env.secret("a", &a);
+    wide["mode"] = json!("0444");
+    let manifest = env.manifest(json!([wide, env.secret("b", &env.encrypt("b", b"y"))]));
+    let path = env.write_manifest(&manifest);
+    for umask in ["077", "000"] {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$1\""))
+            .arg(env!("CARGO_BIN_EXE_ragenix-install"))
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(meta(&env.secrets_dir.join("a")).0, 0o444, "umask {umask}");
+        assert_eq!(meta(&env.secrets_dir.join("b")).0, 0o400, "umask {umask}");
+        let generation = fs::read_link(&env.secrets_dir).unwrap();
+        assert_eq!(meta(&generation).0, 0o751, "umask {umask}");
+        assert_eq!(meta(&env.mount_point).0, 0o751, "umask {umask}");
+    }
+});
