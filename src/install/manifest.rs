@@ -3,7 +3,7 @@
 //! touched. Home-manager manifests carry `$VAR` / `~` paths, expanded here at run time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -154,13 +154,6 @@ impl Manifest {
             expand(&mut t.path, &format!("path of template `{}`", t.name))?;
         }
         Ok(())
-    }
-
-    /// Where secret `s` lives inside `secretsDir`: secrets whose `path` is the default one
-    /// always live in the generation, whatever `symlink` says (agenix wrote `symlink = false`
-    /// secrets with the default path through the old generation's link and lost them).
-    pub fn in_generation(&self, name: &str, path: &str, symlink: bool) -> bool {
-        symlink || path == self.default_path(name)
     }
 
     pub fn default_path(&self, name: &str) -> String {
@@ -397,11 +390,6 @@ pub fn expand_vars(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<S
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// `path` as a `PathBuf` (manifest paths are strings so that unexpanded ones survive serde).
-pub fn path(s: &str) -> PathBuf {
-    PathBuf::from(s)
 }
 
 #[cfg(test)]

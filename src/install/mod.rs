@@ -82,49 +82,19 @@ fn install(m: &Manifest, outcome: &mut Outcome) -> Result<()> {
     let (number, dir) = new_generation(m).context("creating a new generation")?;
     let identities = keys(m).context("loading identities")?;
     let owners = Owners::load().context("reading users and groups")?;
-    let mut state = State::default();
-    let failed_before = outcome.failures.len();
-    let plaintexts = decrypt_and_write(
-        m,
-        &identities,
-        &owners,
-        &previous,
-        &dir,
-        &mut state,
-        outcome,
-    )
-    .context("decrypting secrets")?;
-    let secrets_failed = outcome.failures.len() - failed_before;
-    render_templates(
-        m,
-        &plaintexts,
-        &owners,
-        &previous,
-        &dir,
-        &mut state,
-        outcome,
-    )
-    .context("rendering templates")?;
-    let templates_failed = outcome.failures.len() - failed_before - secrets_failed;
-    if let Some(old) = &previous.state {
-        state.pending.add(&restart::removed(old, &state));
-    }
-    state.write(&dir).context("recording restart units")?;
-    swap(m, &dir).context("switching secretsDir to the new generation")?;
-    link_custom_paths(m, outcome);
+    let mut generation = NewGeneration::new(m, previous, dir, owners);
+    let plaintexts = generation
+        .decrypt_and_write(&identities)
+        .context("decrypting secrets")?;
+    generation
+        .render_templates(&plaintexts)
+        .context("rendering templates")?;
+    generation.save_state().context("recording restart units")?;
+    swap(m, &generation.dir).context("switching secretsDir to the new generation")?;
+    link_custom_paths(m, &mut generation.failures);
     let pruned = prune(m, number).context("removing old generations")?;
-    eprintln!(
-        "ragenix-install: generation {number}: {}/{} secrets, {}/{} templates installed{}",
-        m.secrets.len() - secrets_failed,
-        m.secrets.len(),
-        m.templates.len() - templates_failed,
-        m.templates.len(),
-        if pruned.is_empty() {
-            String::new()
-        } else {
-            format!(", removed generations {pruned:?}")
-        }
-    );
+    generation.report(number, &pruned);
+    outcome.failures.append(&mut generation.failures);
     Ok(())
 }
 
@@ -282,7 +252,9 @@ impl<'a> Entry<'a> {
         }
     }
 
-    /// Whether the file lives in the generation (default path or a symlinked custom path).
+    /// Whether the file lives in the generation: always with the default path, whatever
+    /// `symlink` says (agenix wrote `symlink = false` secrets with the default path through
+    /// the old generation's link and lost them at the next one).
     fn lives_in_generation(&self) -> bool {
         self.symlink || self.path == self.default_path
     }
@@ -301,54 +273,6 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// The result of installing one entry.
-struct Installed {
-    change: Option<Change>,
-}
-
-/// Writes one entry's bytes to its true path in its final mode (and owner if it exists yet),
-/// comparing with the previous generation first.
-fn write_entry(
-    e: &Entry,
-    data: &[u8],
-    owners: &Owners,
-    m: &Manifest,
-    previous: &Previous,
-    generation: &Path,
-) -> Result<Installed> {
-    let mode = parse_mode(e.mode).map_err(anyhow::Error::msg)?;
-    let owner = match m.mode {
-        Mode::System => owners.resolve(e.owner, e.group).ok(),
-        Mode::Home => None,
-    };
-    let target = e.true_path(generation);
-    let before = if e.lives_in_generation() {
-        previous.dir.as_ref().map(|d| d.join(&e.in_generation))
-    } else {
-        Some(target.clone())
-    };
-    // Without a previous generation (boot) nothing was running with the old secret.
-    let change = match (&before, &previous.dir) {
-        (Some(before), Some(_)) => Some(restart::compare(
-            before,
-            data,
-            mode,
-            owner.or_else(|| my_ids(m)),
-        )),
-        _ => None,
-    };
-    if let Some(parent) = target.parent() {
-        let dir_mode = if e.lives_in_generation() {
-            0o751
-        } else {
-            0o755
-        };
-        fs::create_dir_all(parent, dir_mode)?;
-    }
-    fs::write_atomic(&target, data, mode, owner)?;
-    Ok(Installed { change })
-}
-
 /// In home mode files keep the installer's own ids; that is what "unchanged" compares with.
 fn my_ids(m: &Manifest) -> Option<(u32, u32)> {
     (m.mode == Mode::Home).then(|| {
@@ -359,125 +283,206 @@ fn my_ids(m: &Manifest) -> Option<(u32, u32)> {
     })
 }
 
-/// Records an entry's units, and queues them when it changed.
-fn record(state: &mut State, e: &Entry, installed: &Installed) {
-    let units = e.units();
-    if matches!(installed.change, Some(Change::New | Change::Changed)) {
-        state.pending.add(&units);
-    }
-    state.entries.insert(e.key.clone(), units);
+/// The generation being written: where, against what, and what went wrong so far.
+struct NewGeneration<'a> {
+    m: &'a Manifest,
+    previous: Previous,
+    dir: PathBuf,
+    owners: Owners,
+    state: State,
+    failures: Vec<String>,
+    secrets_failed: usize,
+    templates_failed: usize,
 }
 
-/// When an entry fails, the previous generation's file (if any) is kept so that services go on
-/// with the old secret instead of none.
-fn keep_previous(e: &Entry, previous: &Previous, generation: &Path) -> &'static str {
-    let (Some(old_dir), true) = (&previous.dir, e.lives_in_generation()) else {
-        return "";
-    };
-    let old = old_dir.join(&e.in_generation);
-    let new = generation.join(&e.in_generation);
-    if !old.is_file() {
-        return "";
-    }
-    if let Some(parent) = new.parent() {
-        if fs::create_dir_all(parent, 0o751).is_err() {
-            return "";
+impl<'a> NewGeneration<'a> {
+    fn new(m: &'a Manifest, previous: Previous, dir: PathBuf, owners: Owners) -> Self {
+        NewGeneration {
+            m,
+            previous,
+            dir,
+            owners,
+            state: State::default(),
+            failures: Vec::new(),
+            secrets_failed: 0,
+            templates_failed: 0,
         }
     }
-    // Same ramfs: a hard link keeps bytes, mode and owner without a readable copy.
-    match std::fs::hard_link(&old, &new) {
-        Ok(()) => " (the previous version is kept)",
-        Err(_) => "",
-    }
-}
 
-/// Decrypts and writes all secrets in parallel; returns the plaintexts templates need.
-fn decrypt_and_write(
-    m: &Manifest,
-    identities: &[Identity],
-    owners: &Owners,
-    previous: &Previous,
-    generation: &Path,
-    state: &mut State,
-    outcome: &mut Outcome,
-) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
-    let names: BTreeSet<&str> = m.secrets.iter().map(|s| s.name.as_str()).collect();
-    let wanted: BTreeSet<&str> = m
-        .templates
-        .iter()
-        .flat_map(|t| template::referenced(&t.content, &names))
-        .filter_map(|r| r.ok())
-        .collect();
-    let results: Vec<_> = m
-        .secrets
-        .par_iter()
-        .map(|s| {
-            let e = Entry::secret(s, m);
-            let result = (|| {
-                // Plaintext buffers are wiped when dropped.
-                let mut data = Zeroizing::new(Vec::new());
-                decrypt::decrypt_file(Path::new(&s.file), identities, &mut *data)?;
-                let installed = write_entry(&e, &data, owners, m, previous, generation)?;
-                Ok::<_, anyhow::Error>((installed, data))
-            })();
-            let result = result.map_err(|err| {
-                let kept = keep_previous(&e, previous, generation);
-                format!("{} ({}): {err:#}{kept}", e.what, s.file)
-            });
-            (e, result)
-        })
-        .collect();
-    let mut plaintexts = BTreeMap::new();
-    for (e, result) in results {
-        match result {
-            Ok((installed, data)) => {
-                record(state, &e, &installed);
-                if wanted.contains(e.name) {
-                    plaintexts.insert(e.name.to_string(), data);
+    /// Decrypts and writes all secrets in parallel; returns the plaintexts templates need.
+    fn decrypt_and_write(
+        &mut self,
+        identities: &[Identity],
+    ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
+        let m = self.m;
+        let names: BTreeSet<&str> = m.secrets.iter().map(|s| s.name.as_str()).collect();
+        let wanted: BTreeSet<&str> = m
+            .templates
+            .iter()
+            .flat_map(|t| template::referenced(&t.content, &names))
+            .filter_map(|r| r.ok())
+            .collect();
+        let this = &*self;
+        let results: Vec<_> = m
+            .secrets
+            .par_iter()
+            .map(|s| {
+                let e = Entry::secret(s, m);
+                let result = (|| {
+                    // Plaintext buffers are wiped when dropped.
+                    let mut data = Zeroizing::new(Vec::new());
+                    decrypt::decrypt_file(Path::new(&s.file), identities, &mut *data)?;
+                    let installed = this.write_entry(&e, &data)?;
+                    Ok::<_, anyhow::Error>((installed, data))
+                })();
+                let result = result.map_err(|err| {
+                    let kept = this.keep_previous(&e);
+                    format!("{} ({}): {err:#}{kept}", e.what, s.file)
+                });
+                (e, result)
+            })
+            .collect();
+        let mut plaintexts = BTreeMap::new();
+        for (e, result) in results {
+            match result {
+                Ok((change, data)) => {
+                    self.record(&e, change);
+                    if wanted.contains(e.name) {
+                        plaintexts.insert(e.name.to_string(), data);
+                    }
+                }
+                Err(message) => {
+                    // Still remembered, so the next run does not count it as removed.
+                    self.state.entries.insert(e.key.clone(), e.units());
+                    self.failures.push(message);
+                    self.secrets_failed += 1;
                 }
             }
-            Err(message) => {
-                // Still remembered, so the next run does not count it as removed.
-                state.entries.insert(e.key.clone(), e.units());
-                outcome.failures.push(message);
-            }
         }
+        Ok(plaintexts)
     }
-    Ok(plaintexts)
-}
 
-/// Renders each template from the decrypted secrets and writes it like a secret.
-fn render_templates(
-    m: &Manifest,
-    plaintexts: &BTreeMap<String, Zeroizing<Vec<u8>>>,
-    owners: &Owners,
-    previous: &Previous,
-    generation: &Path,
-    state: &mut State,
-    outcome: &mut Outcome,
-) -> Result<()> {
-    let available: BTreeMap<&str, &[u8]> = plaintexts
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    for t in &m.templates {
-        let e = Entry::template(t, m);
-        let result = template::render(&t.content, &available)
-            .map_err(|missing| anyhow::anyhow!("secret `{missing}` could not be decrypted"))
-            .and_then(|data| {
-                let data = Zeroizing::new(data);
-                write_entry(&e, &data, owners, m, previous, generation)
-            });
-        match result {
-            Ok(installed) => record(state, &e, &installed),
-            Err(err) => {
-                state.entries.insert(e.key.clone(), e.units());
-                let kept = keep_previous(&e, previous, generation);
-                outcome.failures.push(format!("{}: {err:#}{kept}", e.what));
+    /// Renders each template from the decrypted secrets and writes it like a secret.
+    fn render_templates(
+        &mut self,
+        plaintexts: &BTreeMap<String, Zeroizing<Vec<u8>>>,
+    ) -> Result<()> {
+        let m = self.m;
+        let available: BTreeMap<&str, &[u8]> = plaintexts
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        for t in &m.templates {
+            let e = Entry::template(t, m);
+            let result = template::render(&t.content, &available)
+                .map_err(|missing| anyhow::anyhow!("secret `{missing}` could not be decrypted"))
+                .and_then(|data| self.write_entry(&e, &Zeroizing::new(data)));
+            match result {
+                Ok(change) => self.record(&e, change),
+                Err(err) => {
+                    self.state.entries.insert(e.key.clone(), e.units());
+                    let kept = self.keep_previous(&e);
+                    self.failures.push(format!("{}: {err:#}{kept}", e.what));
+                    self.templates_failed += 1;
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes one entry's bytes to its true path in its final mode (and owner if it exists
+    /// yet), comparing with the previous generation first. `None`: nothing to compare with.
+    fn write_entry(&self, e: &Entry, data: &[u8]) -> Result<Option<Change>> {
+        let m = self.m;
+        let mode = parse_mode(e.mode).map_err(anyhow::Error::msg)?;
+        let owner = match m.mode {
+            Mode::System => self.owners.resolve(e.owner, e.group).ok(),
+            Mode::Home => None,
+        };
+        let target = e.true_path(&self.dir);
+        let before = if e.lives_in_generation() {
+            self.previous.dir.as_ref().map(|d| d.join(&e.in_generation))
+        } else {
+            Some(target.clone())
+        };
+        // Without a previous generation (boot) nothing was running with the old secret.
+        let change = match (&before, &self.previous.dir) {
+            (Some(before), Some(_)) => Some(restart::compare(
+                before,
+                data,
+                mode,
+                owner.or_else(|| my_ids(m)),
+            )),
+            _ => None,
+        };
+        if let Some(parent) = target.parent() {
+            let dir_mode = if e.lives_in_generation() {
+                0o751
+            } else {
+                0o755
+            };
+            fs::create_dir_all(parent, dir_mode)?;
+        }
+        fs::write_atomic(&target, data, mode, owner)?;
+        Ok(change)
+    }
+
+    /// Records an entry's units, and queues them when it changed.
+    fn record(&mut self, e: &Entry, change: Option<Change>) {
+        let units = e.units();
+        if matches!(change, Some(Change::New | Change::Changed)) {
+            self.state.pending.add(&units);
+        }
+        self.state.entries.insert(e.key.clone(), units);
+    }
+
+    /// When an entry fails, the previous generation's file (if any) is kept so that services
+    /// go on with the old secret instead of none.
+    fn keep_previous(&self, e: &Entry) -> &'static str {
+        let (Some(old_dir), true) = (&self.previous.dir, e.lives_in_generation()) else {
+            return "";
+        };
+        let old = old_dir.join(&e.in_generation);
+        let new = self.dir.join(&e.in_generation);
+        if !old.is_file() {
+            return "";
+        }
+        if let Some(parent) = new.parent() {
+            if fs::create_dir_all(parent, 0o751).is_err() {
+                return "";
+            }
+        }
+        // Same ramfs: a hard link keeps bytes, mode and owner without a readable copy.
+        match std::fs::hard_link(&old, &new) {
+            Ok(()) => " (the previous version is kept)",
+            Err(_) => "",
+        }
+    }
+
+    /// Adds the units of entries that disappeared, and writes the state file.
+    fn save_state(&mut self) -> Result<()> {
+        if let Some(old) = &self.previous.state {
+            let removed = restart::removed(old, &self.state);
+            self.state.pending.add(&removed);
+        }
+        self.state.write(&self.dir)
+    }
+
+    fn report(&self, number: u64, pruned: &[u64]) {
+        let m = self.m;
+        eprintln!(
+            "ragenix-install: generation {number}: {}/{} secrets, {}/{} templates installed{}",
+            m.secrets.len() - self.secrets_failed,
+            m.secrets.len(),
+            m.templates.len() - self.templates_failed,
+            m.templates.len(),
+            if pruned.is_empty() {
+                String::new()
+            } else {
+                format!(", removed generations {pruned:?}")
+            }
+        );
+    }
 }
 
 /// Points secretsDir at the new generation in one rename.
@@ -491,7 +496,7 @@ fn swap(m: &Manifest, generation: &Path) -> Result<()> {
 
 /// Custom paths with `symlink = true` become links into secretsDir (after the swap, so they
 /// never dangle).
-fn link_custom_paths(m: &Manifest, outcome: &mut Outcome) {
+fn link_custom_paths(m: &Manifest, failures: &mut Vec<String>) {
     let entries = m
         .secrets
         .iter()
@@ -507,7 +512,7 @@ fn link_custom_paths(m: &Manifest, outcome: &mut Outcome) {
             .map_or(Ok(()), |p| fs::create_dir_all(p, 0o755))
             .and_then(|()| fs::symlink_atomic(Path::new(&e.default_path), link));
         if let Err(err) = result {
-            outcome.failures.push(format!("{}: {err:#}", e.what));
+            failures.push(format!("{}: {err:#}", e.what));
         }
     }
 }
