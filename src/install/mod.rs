@@ -26,6 +26,7 @@ use restart::{Change, Handoff, State, Units};
 /// separate steps around user creation; the systemd services run `all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Phase {
+    /// Everything in one run (the systemd services, home-manager).
     All,
     /// Mount the ramfs on secretsMountPoint (agenix's `agenixNewGeneration`).
     Mount,
