@@ -238,3 +238,305 @@ fn home_manifest_from_nix_is_expanded_and_installed_at_run_time() {
     assert!(stderr(&out).contains("skipping identity") && stderr(&out).contains("id_rsa"));
     assert_eq!(fs::read(runtime.join("agenix/tok")).unwrap(), b"tok");
 }
+
+/// Evaluates `module` (relative to the repository) against the stub lib with `config`, and
+/// returns `select` applied to `{ options, config, secret, template }` (the submodules'
+/// options for an entry named "x").
+fn eval_module(module: &str, config: &str, select: &str) -> Value {
+    let repo = repo();
+    eval(&format!(
+        r#"let
+          lib = import {stub};
+          config = {config};
+          pkgs = {{
+            age = "/nix/store/age"; stdenv.hostPlatform.isLinux = true;
+            callPackage = _: _: {{ outPath = "/nix/store/ragenix"; }};
+            writeTextFile = a: {{ outPath = "/nix/store/manifest-" + a.name; inherit (a) text checkPhase; }};
+          }};
+          m = import {repo}/{module} {{ inherit config lib pkgs; }};
+          sub = t: (t.elem.fn {{ config = {{ name = "x"; owner = "alice"; }}; name = "x"; }}).options;
+          it = {{
+            options = m.options.age;
+            config = m.config;
+            imports = m.imports or [ ];
+            secret = sub m.options.age.secrets.type;
+            template = sub m.options.age.templates.type;
+          }};
+        in {select}"#,
+        stub = repo.join("tests/data/install/stub-lib.nix").display(),
+        repo = repo.display(),
+    ))
+}
+
+const NIXOS_CONFIG: &str = r#"{
+  age = { secretsDir = "/run/agenix"; secrets.db = { name = "db"; file = "/s/db.age"; mode = "0400"; };
+          templates = { }; identityPaths = [ "/k" ]; plugins = [ ];
+          secretsMountPoint = "/run/agenix.d"; ragenix = { package = "/nix/store/ragenix"; keepGenerations = 1; checkFiles = true; }; };
+  users.users.alice.group = "users";
+  services.openssh = { enable = true; hostKeys = [
+    { type = "rsa"; path = "/etc/ssh/ssh_host_rsa_key"; }
+    { type = "ed25519"; path = "/etc/ssh/ssh_host_ed25519_key"; }
+    { type = "ecdsa"; path = "/etc/ssh/ssh_host_ecdsa_key"; } ]; };
+  systemd.sysusers.enable = false;
+}"#;
+
+#[test]
+fn the_nixos_module_declares_every_agenix_option_with_agenix_defaults() {
+    if !require_program(
+        "the_nixos_module_declares_every_agenix_option_with_agenix_defaults",
+        "nix-instantiate",
+    ) {
+        return;
+    }
+    let got = eval_module(
+        "module.nix",
+        NIXOS_CONFIG,
+        r#"{
+          top = builtins.attrNames it.options;
+          secret = builtins.attrNames it.secret;
+          template = builtins.attrNames it.template;
+          renamed = map (i: i.renamed) it.imports;
+          defaults = {
+            secretsDir = it.options.secretsDir.default;
+            secretsMountPoint = it.options.secretsMountPoint.default;
+            identityPaths = it.options.identityPaths.default;
+            path = it.secret.path.default; mode = it.secret.mode.default; owner = it.secret.owner.default;
+            group = it.secret.group.default; symlink = it.secret.symlink.default;
+            templatePath = it.template.path.default;
+            placeholder = it.options.placeholder.default;
+          };
+        }"#,
+    );
+    let names = |v: &Value| -> Vec<String> { serde_json::from_value(v.clone()).unwrap() };
+    let top = names(&got["top"]);
+    for agenix in [
+        "ageBin",
+        "identityPaths",
+        "secrets",
+        "secretsDir",
+        "secretsMountPoint",
+    ] {
+        assert!(
+            top.contains(&agenix.to_string()),
+            "age.{agenix} missing: {top:?}"
+        );
+    }
+    for ours in ["templates", "placeholder", "plugins", "ragenix"] {
+        assert!(
+            top.contains(&ours.to_string()),
+            "age.{ours} missing: {top:?}"
+        );
+    }
+    assert_eq!(
+        names(&got["secret"]),
+        [
+            "file",
+            "group",
+            "mode",
+            "name",
+            "owner",
+            "path",
+            "reloadUnits",
+            "restartUnits",
+            "symlink"
+        ]
+    );
+    assert_eq!(
+        names(&got["template"]),
+        [
+            "content",
+            "group",
+            "mode",
+            "name",
+            "owner",
+            "path",
+            "reloadUnits",
+            "restartUnits",
+            "symlink"
+        ]
+    );
+    assert_eq!(
+        got["renamed"],
+        serde_json::json!([{"from": ["age", "sshKeyPaths"], "to": ["age", "identityPaths"]}])
+    );
+    assert_eq!(
+        got["defaults"],
+        serde_json::json!({
+            "secretsDir": "/run/agenix", "secretsMountPoint": "/run/agenix.d",
+            "identityPaths": ["/etc/ssh/ssh_host_rsa_key", "/etc/ssh/ssh_host_ed25519_key"],
+            "path": "/run/agenix/x", "mode": "0400", "owner": "0", "group": "users", "symlink": true,
+            "templatePath": "/run/agenix/templates/x",
+            "placeholder": {"db": "<RAGENIX:PLACEHOLDER:db>"},
+        })
+    );
+}
+
+#[test]
+fn the_nixos_module_orders_activation_like_agenix_or_uses_a_service_with_sysusers() {
+    if !require_program(
+        "the_nixos_module_orders_activation_like_agenix_or_uses_a_service_with_sysusers",
+        "nix-instantiate",
+    ) {
+        return;
+    }
+    let select = r#"let
+        parts = it.config.content.contents;
+        scripts = (builtins.elemAt parts 1);
+        service = (builtins.elemAt parts 2);
+      in {
+        enabled = it.config.condition;
+        assertions = map (a: a.message) (builtins.elemAt parts 0).assertions;
+        activation = scripts.condition;
+        deps = builtins.mapAttrs (_: s: s.deps) scripts.content.system.activationScripts;
+        texts = builtins.mapAttrs (_: s: s.text or "") scripts.content.system.activationScripts;
+        service = service.condition;
+        exec = service.content.systemd.services.agenix-install-secrets.serviceConfig.ExecStart;
+        after = service.content.systemd.services.agenix-install-secrets.after;
+        # Only text and checkPhase: JSON turns a value with outPath into its path.
+        manifest = {
+          inherit (builtins.head service.content.systemd.services.agenix-install-secrets.restartTriggers)
+            text checkPhase;
+        };
+      }"#;
+    let got = eval_module("module.nix", NIXOS_CONFIG, select);
+    assert_eq!(got["enabled"], true);
+    assert_eq!(got["activation"], true);
+    assert_eq!(got["service"], false);
+    assert_eq!(got["assertions"][0], "age.identityPaths must be set.");
+    assert_eq!(
+        got["deps"],
+        serde_json::json!({
+            "agenixNewGeneration": ["specialfs"],
+            "agenixInstall": ["agenixNewGeneration", "specialfs"],
+            "users": ["agenixInstall"],
+            "agenixChown": ["users", "groups"],
+            "agenix": ["agenixChown"],
+        })
+    );
+    let manifest = "/nix/store/manifest-ragenix-manifest.json";
+    let installer = "/nix/store/ragenix/bin/ragenix-install";
+    assert_eq!(
+        got["texts"]["agenixNewGeneration"],
+        format!("{installer} --phase mount {manifest}")
+    );
+    assert_eq!(
+        got["texts"]["agenixInstall"],
+        format!("{installer} --phase install {manifest}")
+    );
+    assert_eq!(
+        got["texts"]["agenixChown"],
+        format!("{installer} --phase chown {manifest}")
+    );
+    assert_eq!(got["exec"], format!("{installer} {manifest}"));
+    let check = got["manifest"]["checkPhase"].as_str().unwrap();
+    assert!(check.contains(&format!("{installer} --check")), "{check}");
+    let written = Manifest::from_json(got["manifest"]["text"].as_str().unwrap()).unwrap();
+    assert!(written.validate().is_empty(), "{:?}", written.validate());
+    assert_eq!(
+        written.restart_list_file.as_deref(),
+        Some("/run/nixos/activation-restart-list")
+    );
+    assert_eq!(written.identity_paths, ["/k"]);
+    assert_eq!(
+        (
+            written.secrets[0].name.as_str(),
+            written.secrets[0].file.as_str()
+        ),
+        ("db", "/s/db.age")
+    );
+
+    let sysusers = NIXOS_CONFIG.replace(
+        "systemd.sysusers.enable = false;",
+        "systemd.sysusers.enable = true;",
+    );
+    let got = eval_module("module.nix", &sysusers, select);
+    assert_eq!(
+        (got["activation"].clone(), got["service"].clone()),
+        (false.into(), true.into())
+    );
+    let userborn = NIXOS_CONFIG.replace(
+        "systemd.sysusers.enable = false;",
+        "services.userborn.enable = true;",
+    );
+    let got = eval_module("module.nix", &userborn, select);
+    assert_eq!(
+        (got["activation"].clone(), got["service"].clone()),
+        (false.into(), true.into())
+    );
+    assert_eq!(
+        got["after"],
+        serde_json::json!(["systemd-sysusers.service", "userborn.service"])
+    );
+
+    let bad_mode = NIXOS_CONFIG.replace("mode = \"0400\";", "mode = \"u=r\";");
+    let got = eval_module("module.nix", &bad_mode, "map (a: a.message) (builtins.filter (a: !a.assertion) (builtins.elemAt it.config.content.contents 0).assertions)");
+    assert_eq!(
+        got,
+        serde_json::json!([
+            "age.secrets.\"db\".mode = \"u=r\" is not an octal mode such as \"0400\"."
+        ])
+    );
+}
+
+#[test]
+fn the_home_manager_module_keeps_agenix_options_and_runtime_dir_defaults() {
+    if !require_program(
+        "the_home_manager_module_keeps_agenix_options_and_runtime_dir_defaults",
+        "nix-instantiate",
+    ) {
+        return;
+    }
+    let config = r#"{
+      age = { secretsDir = "\${XDG_RUNTIME_DIR}/agenix"; secretsMountPoint = "\${XDG_RUNTIME_DIR}/agenix.d";
+              secrets = { }; templates = { }; identityPaths = [ ]; plugins = [ ];
+              ragenix = { package = "/nix/store/ragenix"; keepGenerations = 1; checkFiles = true; }; };
+      home.homeDirectory = "/home/alice";
+    }"#;
+    let got = eval_module(
+        "hm-module.nix",
+        config,
+        r#"{
+          top = builtins.attrNames it.options;
+          secret = builtins.attrNames it.secret;
+          identityPaths = it.options.identityPaths.default;
+          secretsDir = it.options.secretsDir.default;
+          secretsMountPoint = it.options.secretsMountPoint.default;
+          path = it.secret.path.default;
+          service = it.config.content.systemd.user.services.agenix.Service;
+        }"#,
+    );
+    let top: Vec<String> = serde_json::from_value(got["top"].clone()).unwrap();
+    for name in [
+        "identityPaths",
+        "package",
+        "secrets",
+        "secretsDir",
+        "secretsMountPoint",
+        "templates",
+        "placeholder",
+    ] {
+        assert!(
+            top.contains(&name.to_string()),
+            "age.{name} missing: {top:?}"
+        );
+    }
+    let secret: Vec<String> = serde_json::from_value(got["secret"].clone()).unwrap();
+    for name in ["file", "mode", "name", "path", "symlink"] {
+        assert!(
+            secret.contains(&name.to_string()),
+            "age.secrets.<n>.{name} missing: {secret:?}"
+        );
+    }
+    assert_eq!(
+        got["identityPaths"],
+        serde_json::json!(["/home/alice/.ssh/id_ed25519", "/home/alice/.ssh/id_rsa"])
+    );
+    assert_eq!(got["secretsDir"], "${XDG_RUNTIME_DIR}/agenix");
+    assert_eq!(got["secretsMountPoint"], "${XDG_RUNTIME_DIR}/agenix.d");
+    assert_eq!(got["path"], "${XDG_RUNTIME_DIR}/agenix/x");
+    assert_eq!(got["service"]["Type"], "oneshot");
+    assert_eq!(
+        got["service"]["ExecStart"],
+        "/nix/store/ragenix/bin/ragenix-install /nix/store/manifest-ragenix-home-manifest.json"
+    );
+}
