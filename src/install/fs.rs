@@ -237,6 +237,15 @@ fn unescape_mount_field(field: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Takes an exclusive lock on `dir` (the mount point) for as long as the returned handle
+/// lives, so that two installers (activation and a service, two logins) never interleave.
+pub fn lock_dir(dir: &Path) -> Result<File> {
+    let handle = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", dir.display()))?;
+    Ok(handle)
+}
+
 /// Mounts a fresh ramfs (never swapped to disk) at `mount_point`, mode 0751.
 pub fn mount_ramfs(mount_point: &Path) -> Result<()> {
     use rustix::mount::{mount, MountFlags};

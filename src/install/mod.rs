@@ -11,6 +11,7 @@ pub mod restart;
 pub mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -64,8 +65,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     manifest.expand().context("expanding home paths")?;
     validate(&manifest).context("validating the manifest")?;
     let mut outcome = Outcome::default();
+    mount(&manifest).context("mounting the secrets filesystem")?;
+    let _lock = fs::lock_dir(Path::new(&manifest.secrets_mount_point))
+        .context("waiting for other installers")?;
     match opts.phase {
-        Phase::Mount => mount(&manifest).context("mounting the secrets filesystem")?,
+        Phase::Mount => {}
         Phase::Install => install(&manifest, &mut outcome)?,
         Phase::Chown => chown(&manifest, opts, &mut outcome)?,
         Phase::All => {
@@ -78,7 +82,6 @@ pub fn run(opts: &Options) -> Result<Outcome> {
 
 /// Decrypts every secret into a fresh generation and makes it current.
 fn install(m: &Manifest, outcome: &mut Outcome) -> Result<()> {
-    mount(m).context("mounting the secrets filesystem")?;
     let previous = previous_generation(m).context("reading the previous generation")?;
     let (number, dir) = new_generation(m).context("creating a new generation")?;
     let identities = keys(m).context("loading identities")?;
@@ -574,12 +577,16 @@ fn chown_entries(m: &Manifest, owners: &Owners, generation: &Path, outcome: &mut
         .chain(m.templates.iter().map(|t| Entry::template(t, m)));
     for e in entries {
         let target = e.true_path(generation);
-        if std::fs::symlink_metadata(&target).is_err() {
+        let Ok(meta) = std::fs::symlink_metadata(&target) else {
             continue; // failed to install; already reported
-        }
-        let result = owners
-            .resolve(e.owner, e.group)
-            .and_then(|ids| fs::chown(&target, ids));
+        };
+        let result = owners.resolve(e.owner, e.group).and_then(|ids| {
+            // Owners that existed at install time were given then.
+            if (meta.uid(), meta.gid()) == ids {
+                return Ok(());
+            }
+            fs::chown(&target, ids)
+        });
         if let Err(err) = result {
             outcome.failures.push(format!("{}: {err:#}", e.what));
         }

@@ -615,3 +615,33 @@ ns_test!(modes_are_exact_under_any_umask, |env| {
         assert_eq!(meta(&env.mount_point).0, 0o751, "umask {umask}");
     }
 });
+
+ns_test!(concurrent_installers_take_turns, |env| {
+    let mut secrets = Vec::new();
+    for i in 0..50 {
+        let name = format!("s{i}");
+        secrets.push(env.secret(&name, &env.encrypt(&name, name.as_bytes())));
+    }
+    let path = env.write_manifest(&env.manifest(json!(secrets)));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_ragenix-install"))
+                .arg(&path)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(env.generations(), vec![4]);
+    assert_eq!(fs::read_link(&env.secrets_dir).unwrap(), env.generation(4));
+    for i in 0..50 {
+        assert_eq!(
+            fs::read_to_string(env.secrets_dir.join(format!("s{i}"))).unwrap(),
+            format!("s{i}")
+        );
+    }
+});
