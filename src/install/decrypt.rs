@@ -3,7 +3,7 @@
 //! this runs at boot. Kept narrow so it can be unified with the CLI's key loading.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 
 use age::armor::ArmoredReader;
@@ -111,9 +111,7 @@ pub fn decrypt_file(path: &Path, identities: &[Identity], out: &mut impl Write) 
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("cannot decrypt {}", path.display()))?;
-    copy(&mut reader, out).with_context(|| format!("cannot decrypt {}", path.display()))
-}
-
-fn copy(reader: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
-    io::copy(reader, out).map(|_| ())
+    io::copy(&mut reader, out)
+        .map(drop)
+        .with_context(|| format!("cannot decrypt {}", path.display()))
 }

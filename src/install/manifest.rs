@@ -232,13 +232,7 @@ impl Manifest {
             }
             check_common(&s.path, &s.mode, &s.owner, &s.group, &who, &mut errors);
             abs(&s.path, &format!("path of {who}"), &mut errors);
-            self.check_custom_path(
-                &s.name,
-                &s.path,
-                &self.default_path(&s.name),
-                &who,
-                &mut errors,
-            );
+            self.check_custom_path(&s.path, &self.default_path(&s.name), &who, &mut errors);
             check_units(&s.restart_units, &s.reload_units, &who, &mut errors);
             claim_path(&s.path, who, &mut errors);
         }
@@ -252,7 +246,7 @@ impl Manifest {
             check_common(&t.path, &t.mode, &t.owner, &t.group, &who, &mut errors);
             abs(&t.path, &format!("path of {who}"), &mut errors);
             let default = self.default_template_path(&t.name);
-            self.check_custom_path(&t.name, &t.path, &default, &who, &mut errors);
+            self.check_custom_path(&t.path, &default, &who, &mut errors);
             check_units(&t.restart_units, &t.reload_units, &who, &mut errors);
             for name in crate::install::template::referenced(&t.content, &names) {
                 if let Err(unknown) = name {
@@ -266,14 +260,7 @@ impl Manifest {
         errors
     }
 
-    fn check_custom_path(
-        &self,
-        _name: &str,
-        path: &str,
-        default: &str,
-        who: &str,
-        errors: &mut Vec<String>,
-    ) {
+    fn check_custom_path(&self, path: &str, default: &str, who: &str, errors: &mut Vec<String>) {
         if path == default {
             return;
         }
