@@ -645,3 +645,48 @@ ns_test!(concurrent_installers_take_turns, |env| {
         );
     }
 });
+
+ns_test!(plugin_programs_are_found_in_plugin_paths, |env| {
+    // A stand-in age plugin: logs how it was called, then answers "no file key".
+    let bin = env.root.join("plugin/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let log = env.root.join("plugin.log");
+    let plugin = bin.join("age-plugin-ragenixtest");
+    fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nwhile read -r line; do case \"$line\" in '-> done'*) break;; esac; done\nprintf -- '-> done\\n\\n'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
+    let identity = age::plugin::Identity::default_for_plugin("ragenixtest").unwrap();
+    let identity_file = env.root.join("plugin-identity.txt");
+    fs::write(&identity_file, format!("{identity}\n")).unwrap();
+    let other = age::x25519::Identity::generate().to_public().to_string();
+    let file = env.encrypt_to("p", b"x", &other);
+    let mut manifest = env.manifest(json!([env.secret("p", &file)]));
+    manifest["identityPaths"] = json!([identity_file]);
+
+    let out = env.install_with(&manifest, &[]);
+    assert!(
+        stderr(&out).contains("skipping identity"),
+        "without pluginPaths: {}",
+        stderr(&out)
+    );
+    assert!(!log.exists());
+
+    manifest["pluginPaths"] = json!([bin]);
+    let out = env.install_with(&manifest, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("skipping identity"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "--age-plugin=identity-v1\n"
+    );
+});
