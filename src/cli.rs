@@ -62,12 +62,7 @@ pub struct Args {
 
     /// Editor command, split like a shell would; `-` reads the new content from stdin.
     /// Default: $VISUAL, then $EDITOR, then vi
-    #[arg(
-        long,
-        value_name = "CMD",
-        requires = "edit",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
     pub editor: Option<String>,
 
     /// Say what is being done
@@ -81,6 +76,9 @@ pub struct Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = args.check() {
+        e.exit();
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -91,6 +89,20 @@ pub fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Args {
+    /// Flag combinations clap's attributes cannot express; checked before any I/O.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        if self.editor.is_some() && self.edit.is_none() {
+            return Err(Args::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--editor only applies to --edit",
+            ));
+        }
+        Ok(())
     }
 }
 
