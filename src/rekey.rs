@@ -37,10 +37,13 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
         }
     }
     let bar = progress(work.len());
+    let staged_count = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<atomic::Staged, (String, anyhow::Error)>> = work
         .par_iter()
         .map(|(secret, file)| {
             let staged = stage_one(secret, file, ids).map_err(|e| (secret.name.clone(), e));
+            let n = staged_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            test_pause("staged", n);
             if let Some(bar) = &bar {
                 bar.inc(1);
             }
@@ -68,7 +71,7 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
         .filter_map(|s| s.target().parent().map(Path::to_path_buf))
         .collect();
     let count = staged.len();
-    for s in staged {
+    for (i, s) in staged.into_iter().enumerate() {
         let target = s.target().to_path_buf();
         // No per-file directory sync: one per directory below is enough and far cheaper.
         s.commit_nosync()
@@ -76,12 +79,28 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
         if verbose {
             eprintln!("ragenix: rekeyed {}", target.display());
         }
+        test_pause("renamed", i + 1);
     }
     for dir in dirs {
         atomic::sync_dir(&dir)?;
     }
     eprintln!("ragenix: rekeyed {count} secret(s)");
     Ok(())
+}
+
+/// Debug builds only: stop forever at a named point (`RAGENIX_TEST_PAUSE=renamed:150`) so the
+/// crash-safety test can SIGKILL us at exactly that moment.
+fn test_pause(point: &str, n: usize) {
+    if cfg!(debug_assertions) {
+        if let Some(want) = std::env::var_os("RAGENIX_TEST_PAUSE") {
+            if want.to_str() == Some(&format!("{point}:{n}")) {
+                eprintln!("ragenix-test: paused at {point}:{n}");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+        }
+    }
 }
 
 fn stage_one(secret: &Secret, file: &Path, ids: &Identities) -> Result<atomic::Staged> {
