@@ -3,6 +3,7 @@
 
 mod crash;
 mod edit;
+mod example;
 mod flags;
 mod interop;
 mod rekey;
