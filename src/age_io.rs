@@ -47,6 +47,9 @@ pub fn decrypt(ids: &Identities, input: &mut dyn Read, output: &mut dyn Write) -
                 format!("no identity matched (tried {})", files.join(", ")),
                 "pass the right key with -i, or rekey the file to include your key",
             ))
+        } else if let (DecryptError::KeyDecryptionFailed, Some(why)) = (&e, ids.unlock_error.get())
+        {
+            anyhow::anyhow!("{why}")
         } else {
             explain(e)
         }
@@ -80,10 +83,7 @@ mod tests {
         let id = x25519::Identity::generate();
         let r: BoxRecipient = Box::new(id.to_public());
         (
-            Identities {
-                list: vec![Box::new(id)],
-                files: vec!["test-key".into()],
-            },
+            Identities::new(vec![Box::new(id)], vec!["test-key".into()]),
             vec![r],
         )
     }

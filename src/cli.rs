@@ -138,10 +138,15 @@ pub fn run(args: &Args) -> Result<()> {
         let selected: Vec<&Secret> = if files.is_empty() {
             rules.secrets.iter().collect()
         } else {
-            files
-                .iter()
-                .map(|f| find_rule(&rules, f))
-                .collect::<Result<_>>()?
+            let mut found: Vec<&Secret> = Vec::with_capacity(files.len());
+            for f in files {
+                let s = find_rule(&rules, f)?;
+                // Naming a file twice must not stage it twice.
+                if !found.iter().any(|x| x.name == s.name) {
+                    found.push(s);
+                }
+            }
+            found
         };
         return crate::rekey::rekey(&rules, &selected, &identities(args)?, args.verbose);
     }

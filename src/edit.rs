@@ -89,6 +89,7 @@ pub fn edit(
         eprintln!("{shown} wasn't changed, skipping re-encryption.");
         return Ok(());
     }
+    atomic::remove_stale(file)?;
     atomic::write(file, |w| {
         age_io::encrypt(&recipients, secret.armor, &mut &new[..], w)
     })

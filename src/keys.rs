@@ -63,11 +63,13 @@ impl Prompt for TerminalPrompt {
             )
             .into());
         }
-        let pass = dialoguer::Password::new()
-            .with_prompt(format!("Passphrase for {key_file}"))
-            .allow_empty_password(true)
-            .interact()
-            .context("reading the passphrase")?;
+        let pass = crate::progress::suspend(|| {
+            dialoguer::Password::new()
+                .with_prompt(format!("Passphrase for {key_file}"))
+                .allow_empty_password(true)
+                .interact()
+        })
+        .context("reading the passphrase")?;
         Ok(Some(SecretString::from(pass)))
     }
 }
@@ -151,9 +153,20 @@ pub struct Identities {
     pub list: Vec<BoxIdentity>,
     /// The files they came from, for error messages.
     pub files: Vec<PathBuf>,
+    /// Why a passphrase-protected key could not be unlocked, once it was tried; age itself
+    /// only reports "failed to decrypt an encrypted key".
+    pub unlock_error: Arc<OnceLock<String>>,
 }
 
 impl Identities {
+    pub fn new(list: Vec<BoxIdentity>, files: Vec<PathBuf>) -> Identities {
+        Identities {
+            list,
+            files,
+            unlock_error: Arc::default(),
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {
         self.list.iter().map(|i| i.as_ref() as &dyn age::Identity)
     }
@@ -195,16 +208,22 @@ pub fn load_identities(given: &[PathBuf], prompt: Arc<dyn Prompt>) -> Result<Ide
         given.to_vec()
     };
     let mut list = Vec::new();
+    let unlock_error: Arc<OnceLock<String>> = Arc::default();
     for file in &files {
-        load_identity_file(file, &prompt, &mut list)
+        load_identity_file(file, &prompt, &unlock_error, &mut list)
             .with_context(|| format!("cannot read identity {}", file.display()))?;
     }
-    Ok(Identities { list, files })
+    Ok(Identities {
+        list,
+        files,
+        unlock_error,
+    })
 }
 
 fn load_identity_file(
     file: &Path,
     prompt: &Arc<dyn Prompt>,
+    unlock_error: &Arc<OnceLock<String>>,
     out: &mut Vec<BoxIdentity>,
 ) -> Result<()> {
     let data = std::fs::read(file)?;
@@ -223,6 +242,7 @@ fn load_identity_file(
                     tag,
                     prompt: prompt.clone(),
                     unlocked: OnceLock::new(),
+                    unlock_error: unlock_error.clone(),
                 }));
             }
             ssh::Identity::Unsupported(k) => {
@@ -266,6 +286,7 @@ struct LockedSshKey {
     tag: String,
     prompt: Arc<dyn Prompt>,
     unlocked: OnceLock<Result<ssh::Identity, String>>,
+    unlock_error: Arc<OnceLock<String>>,
 }
 
 const PASSPHRASE_ATTEMPTS: usize = 3;
@@ -276,7 +297,14 @@ impl LockedSshKey {
             let pass = match self.prompt.passphrase(&self.file) {
                 Ok(Some(p)) => p,
                 Ok(None) => return Err(format!("no passphrase given for {}", self.file)),
-                Err(e) => return Err(format!("{e:#}")),
+                Err(e) => {
+                    return Err(
+                        match e.downcast_ref::<UserError>().and_then(|u| u.hint.as_ref()) {
+                            Some(hint) => format!("{e:#}\nhint: {hint}"),
+                            None => format!("{e:#}"),
+                        },
+                    )
+                }
             };
             if pass.expose_secret().is_empty() {
                 continue;
@@ -303,9 +331,7 @@ impl age::Identity for LockedSshKey {
         match self.unlocked.get_or_init(|| self.unlock()) {
             Ok(identity) => identity.unwrap_stanza(stanza),
             Err(why) => {
-                // Said once, here, because DecryptError has no variant carrying our reason.
-                static SAID: OnceLock<()> = OnceLock::new();
-                SAID.get_or_init(|| eprintln!("ragenix: {why}"));
+                self.unlock_error.get_or_init(|| why.clone());
                 Some(Err(DecryptError::KeyDecryptionFailed))
             }
         }

@@ -10,5 +10,6 @@ pub mod cli;
 pub mod edit;
 pub mod error;
 pub mod keys;
+pub mod progress;
 pub mod rekey;
 pub mod rules;

@@ -6,19 +6,14 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::keys::{self, Identities};
 use crate::rules::{Rules, Secret};
-use crate::{age_io, atomic};
-
-/// Below this many files a progress bar is noise.
-const PROGRESS_MIN_FILES: usize = 20;
+use crate::{age_io, atomic, progress};
 
 /// Rekeys `selected` secrets of `rules`, decrypting with `ids`.
 pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: bool) -> Result<()> {
@@ -36,7 +31,7 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
             );
         }
     }
-    let bar = progress(work.len());
+    let bar = progress::start("rekeying", work.len());
     let staged_count = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<atomic::Staged, (String, anyhow::Error)>> = work
         .par_iter()
@@ -50,9 +45,7 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
             staged
         })
         .collect();
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    progress::finish(bar);
     let (staged, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
     if !failed.is_empty() {
         let total = work.len();
@@ -114,15 +107,4 @@ fn stage_one(secret: &Secret, file: &Path, ids: &Identities) -> Result<atomic::S
     atomic::stage(file, |w| {
         age_io::encrypt(&recipients, secret.armor, &mut &plain[..], w)
     })
-}
-
-fn progress(len: usize) -> Option<ProgressBar> {
-    if len < PROGRESS_MIN_FILES || !io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("rekeying {bar:40} {pos}/{len}") {
-        bar.set_style(style);
-    }
-    Some(bar)
 }

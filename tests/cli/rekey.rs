@@ -257,3 +257,67 @@ fn a_locked_key_is_not_asked_for_files_it_cannot_open() {
         .stdout("x");
     assert!(!p.path("asked").exists());
 }
+
+#[test]
+fn on_a_terminal_the_passphrase_prompt_appears_once_for_many_files() {
+    if !crate::util::require_program("passphrase_prompt_on_a_terminal", "script") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let p = Project::new();
+    let Some((public, _)) = locked_key(&p) else {
+        return;
+    };
+    let list = names(30);
+    let keys = [public.as_str()];
+    let rules: Vec<(&str, &[&str], bool)> = list
+        .iter()
+        .map(|n| (n.as_str(), &keys[..], false))
+        .collect();
+    p.rules_at("secrets.nix", &rules);
+    for n in &list {
+        p.cmd()
+            .args(["-e", n])
+            .write_stdin(n.clone())
+            .assert()
+            .success();
+    }
+    let inner = shell_words::join([super::bin(), "-i", "locked", "-r"]);
+    let mut c = Command::new("script");
+    p.prepare(&mut c);
+    let mut child = c
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Answer only once the prompt is on the terminal, as a person would.
+    while !String::from_utf8_lossy(&seen).contains("Passphrase for") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"open sesame\r").unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(shown.contains("rekeyed 30 secret(s)"), "{shown}");
+    // dialoguer redraws the prompt once answered, as "Passphrase for KEY: [hidden]".
+    assert_eq!(shown.matches("[hidden]").count(), 1, "{shown}");
+    for n in list.iter().take(3) {
+        assert_eq!(
+            p.cmd()
+                .env("RAGENIX_ASKPASS", p.path("askpass.sh"))
+                .args(["-i", "locked", "-d", n])
+                .output()
+                .unwrap()
+                .stdout,
+            n.as_bytes()
+        );
+    }
+}
