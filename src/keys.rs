@@ -74,22 +74,57 @@ impl Prompt for TerminalPrompt {
     }
 }
 
-/// Callbacks for age plugins: messages go to stderr, questions are not supported.
+/// Callbacks for age plugins (a yubikey asking for its PIN or a touch): messages go to stderr,
+/// questions to the terminal when there is one, with the progress bar hidden meanwhile.
 #[derive(Clone, Copy)]
-pub struct StderrCallbacks;
+pub struct PluginCallbacks;
 
-impl Callbacks for StderrCallbacks {
+fn interactive() -> bool {
+    io::stderr().is_terminal() && io::stdin().is_terminal()
+}
+
+impl Callbacks for PluginCallbacks {
     fn display_message(&self, message: &str) {
-        eprintln!("{message}");
+        crate::progress::suspend(|| eprintln!("{message}"));
     }
-    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
-        None
+    fn confirm(&self, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
+        if !interactive() {
+            return None;
+        }
+        let mut items = vec![yes];
+        items.extend(no);
+        crate::progress::suspend(|| {
+            dialoguer::Select::new()
+                .with_prompt(message)
+                .items(&items)
+                .default(0)
+                .interact()
+                .ok()
+                .map(|i| i == 0)
+        })
     }
-    fn request_public_string(&self, _: &str) -> Option<String> {
-        None
+    fn request_public_string(&self, description: &str) -> Option<String> {
+        if !interactive() {
+            return None;
+        }
+        crate::progress::suspend(|| {
+            dialoguer::Input::<String>::new()
+                .with_prompt(description)
+                .interact_text()
+                .ok()
+        })
     }
-    fn request_passphrase(&self, _: &str) -> Option<SecretString> {
-        None
+    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
+        if !interactive() {
+            return None;
+        }
+        crate::progress::suspend(|| {
+            dialoguer::Password::new()
+                .with_prompt(description)
+                .interact()
+                .ok()
+                .map(SecretString::from)
+        })
     }
 }
 
@@ -123,7 +158,7 @@ pub fn recipients(name: &str, keys: &[String]) -> Result<Vec<BoxRecipient>> {
         }
     }
     for (plugin_name, list) in plugins {
-        let p = plugin::RecipientPluginV1::new(&plugin_name, &list, &[], StderrCallbacks)
+        let p = plugin::RecipientPluginV1::new(&plugin_name, &list, &[], PluginCallbacks)
             .map_err(|_| {
                 UserError::with_hint(
                     format!("secret \"{name}\": recipient {} needs the plugin age-plugin-{plugin_name}, which is not on PATH", list[0]),
@@ -258,7 +293,7 @@ fn load_identity_file(
     } else {
         let parsed = IdentityFile::from_buffer(&data[..])
             .map_err(|e| anyhow!("{e}"))?
-            .with_callbacks(StderrCallbacks)
+            .with_callbacks(PluginCallbacks)
             .into_identities()
             .map_err(|e| anyhow!("{e}"))?;
         if parsed.is_empty() {

@@ -82,7 +82,7 @@ fn a_failing_editor_aborts_and_leaves_everything_as_it_was() {
     p.rules(&["a.age"]);
     p.create("a.age", b"plaintext-C3");
     let before = fs::read(p.path("a.age")).unwrap();
-    script(&p.path("fail.sh"), "printf changed > \"$1\"; exit 3");
+    script(&p.path("fail.sh"), "printf edited-Zq7 > \"$1\"; exit 3");
     p.cmd()
         .args(["-i", "key.txt", "--editor", "sh fail.sh", "-e", "a.age"])
         .assert()
@@ -90,7 +90,7 @@ fn a_failing_editor_aborts_and_leaves_everything_as_it_was() {
         .stderr(contains("failed").and(contains("a.age was left unchanged")));
     assert_eq!(fs::read(p.path("a.age")).unwrap(), before);
     assert!(p.plaintext_copies(b"plaintext-C3").is_empty());
-    assert!(p.plaintext_copies(b"changed").is_empty());
+    assert!(p.plaintext_copies(b"edited-Zq7").is_empty());
     assert!(p.leftover_private_dirs().is_empty());
     assert!(p.temp_files().is_empty());
 }
@@ -229,8 +229,10 @@ fn edit_keeps_the_permission_bits_of_the_existing_file() {
     assert_eq!(mode, 0o640);
 }
 
-#[test]
-fn sigterm_during_the_editor_removes_the_plaintext() {
+/// Runs an edit whose editor waits, delivers `signal` while it waits (to ragenix alone, or to
+/// its whole process group as a terminal's Ctrl-C would), and checks nothing is left behind.
+fn signal_during_the_editor(signal: rustix::process::Signal, to_group: bool) -> Option<i32> {
+    use std::os::unix::process::CommandExt;
     let p = Project::new();
     p.rules(&["a.age"]);
     p.create("a.age", b"plaintext-D4");
@@ -239,7 +241,7 @@ fn sigterm_during_the_editor_removes_the_plaintext() {
     script(
         &p.path("slow.sh"),
         &format!(
-            "touch '{}'\nsleep 30\nprintf changed > \"$1\"",
+            "printf edited-Zq7 > \"$1\"\ntouch '{}'\nexec sleep 30",
             marker.display()
         ),
     );
@@ -248,6 +250,7 @@ fn sigterm_during_the_editor_removes_the_plaintext() {
         .args(["-i", "key.txt", "--editor", "sh slow.sh", "-e", "a.age"])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -258,24 +261,43 @@ fn sigterm_during_the_editor_removes_the_plaintext() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The plaintext exists while the editor runs...
-    assert_eq!(p.plaintext_copies(b"plaintext-D4").len(), 1);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
+    // The edited plaintext exists while the editor runs...
+    assert_eq!(p.plaintext_copies(b"edited-Zq7").len(), 1);
+    let pid = rustix::process::Pid::from_child(&child);
+    if to_group {
+        rustix::process::kill_process_group(pid, signal).unwrap();
+    } else {
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(128 + 15),
-        "{}",
-        super::stderr_of(&out)
-    );
+    assert!(!out.status.success(), "{}", super::stderr_of(&out));
     // ...and not after.
     assert!(p.plaintext_copies(b"plaintext-D4").is_empty());
+    assert!(p.plaintext_copies(b"edited-Zq7").is_empty());
     assert!(p.leftover_private_dirs().is_empty());
     assert_eq!(fs::read(p.path("a.age")).unwrap(), before);
+    assert!(p.temp_files().is_empty());
+    out.status.code()
+}
+
+#[test]
+fn sigterm_during_the_editor_removes_the_plaintext() {
+    let code = signal_during_the_editor(rustix::process::Signal::TERM, false);
+    assert_eq!(code, Some(128 + 15));
+}
+
+#[test]
+fn sighup_during_the_editor_removes_the_plaintext() {
+    let code = signal_during_the_editor(rustix::process::Signal::HUP, false);
+    assert_eq!(code, Some(128 + 1));
+}
+
+#[test]
+fn ctrl_c_during_the_editor_is_the_editors_and_removes_the_plaintext() {
+    // The whole group gets SIGINT; the editor (sh + sleep) dies of it, ragenix sees a failed
+    // editor and aborts.
+    let code = signal_during_the_editor(rustix::process::Signal::INT, true);
+    assert_eq!(code, Some(1));
 }
 
 #[test]
