@@ -89,6 +89,10 @@ pub fn edit(
         eprintln!("{shown} wasn't changed, skipping re-encryption.");
         return Ok(());
     }
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // A new secret in a new subdirectory, as agenix allows.
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
     atomic::remove_stale(file)?;
     atomic::write(file, |w| {
         age_io::encrypt(&recipients, secret.armor, &mut &new[..], w)
