@@ -3,6 +3,7 @@
 //!
 //! Temp files carry a recognisable name so a later run can remove ones a SIGKILL left behind.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File, Permissions};
 use std::io::Write;
@@ -112,20 +113,32 @@ pub fn write(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) ->
 
 /// Removes temp files for `target` left by an earlier run that was killed; returns how many.
 pub fn remove_stale(target: &Path) -> Result<usize> {
-    let prefix = temp_prefix(target);
-    let prefix = prefix.as_encoded_bytes();
-    let dir = dir_of(target);
+    let name = target.file_name().unwrap_or_default().to_owned();
+    remove_stale_in(dir_of(target), &[name].into_iter().collect())
+}
+
+/// Like [`remove_stale`] for many files of one directory, reading the directory once.
+pub fn remove_stale_in(dir: &Path, names: &HashSet<OsString>) -> Result<usize> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
     };
+    let mark = TEMP_MARK.as_bytes();
+    let wanted: HashSet<&[u8]> = names.iter().map(|n| n.as_encoded_bytes()).collect();
     let mut removed = 0;
     for entry in entries {
         let entry = entry?;
-        let name = entry.file_name();
-        let bytes = name.as_encoded_bytes();
-        if bytes.len() > prefix.len() && bytes.starts_with(prefix) {
+        let file_name = entry.file_name();
+        let bytes = file_name.as_encoded_bytes();
+        // `.NAME.ragenix-tmp-XXXXXX`: find the last mark, check NAME is one of ours.
+        let Some(at) = bytes.windows(mark.len()).rposition(|w| w == mark) else {
+            continue;
+        };
+        if at < 1 || bytes[0] != b'.' || at + mark.len() == bytes.len() {
+            continue;
+        }
+        if wanted.contains(&bytes[1..at]) {
             fs::remove_file(entry.path())
                 .with_context(|| format!("removing stale {}", entry.path().display()))?;
             removed += 1;

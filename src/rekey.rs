@@ -4,23 +4,38 @@
 //! phase 2 renames them into place only if phase 1 succeeded for every file. A crash at any
 //! moment leaves each file either old or new, both decryptable to the same plaintext.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use rayon::prelude::*;
 
-use crate::keys::{self, Identities};
+use crate::keys::{self, BoxRecipient, Identities};
 use crate::rules::{Rules, Secret};
 use crate::{age_io, atomic, progress};
 
 /// Rekeys `selected` secrets of `rules`, decrypting with `ids`.
 pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: bool) -> Result<()> {
     let mut work: Vec<(&Secret, PathBuf)> = Vec::with_capacity(selected.len());
+    // Leftovers of a killed run, one directory listing per directory.
+    let mut by_dir: BTreeMap<PathBuf, HashSet<OsString>> = BTreeMap::new();
     for secret in selected {
         let file = rules.secret_file(secret);
-        atomic::remove_stale(&file)?;
+        if let (Some(dir), Some(name)) = (file.parent(), file.file_name()) {
+            by_dir
+                .entry(dir.to_path_buf())
+                .or_default()
+                .insert(name.to_owned());
+        }
+    }
+    for (dir, names) in &by_dir {
+        atomic::remove_stale_in(dir, names)?;
+    }
+    for secret in selected {
+        let file = rules.secret_file(secret);
         if file.exists() {
             work.push((secret, file));
         } else {
@@ -31,12 +46,29 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
             );
         }
     }
+    // Parsing a recipient costs about as much as wrapping a key to it, and most secrets share
+    // their key list: parse each distinct list once.
+    let mut parsed: HashMap<&[String], Result<Arc<Vec<BoxRecipient>>, ()>> = HashMap::new();
+    for (secret, _) in &work {
+        parsed.entry(&secret.public_keys[..]).or_insert_with(|| {
+            keys::recipients(&secret.name, &secret.public_keys)
+                .map(Arc::new)
+                .map_err(|_| ())
+        });
+    }
     let bar = progress::start("rekeying", work.len());
     let staged_count = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<atomic::Staged, (String, anyhow::Error)>> = work
         .par_iter()
         .map(|(secret, file)| {
-            let staged = stage_one(secret, file, ids).map_err(|e| (secret.name.clone(), e));
+            let staged = match &parsed[&secret.public_keys[..]] {
+                Ok(recipients) => stage_one(secret, recipients, file, ids),
+                // The cached message names the first secret with this key list; parse again
+                // (errors are rare) so that each secret's message names itself.
+                Err(_) => keys::recipients(&secret.name, &secret.public_keys)
+                    .and_then(|_| Err(anyhow!("invalid recipients"))),
+            }
+            .map_err(|e| (secret.name.clone(), e));
             let n = staged_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             test_pause("staged", n);
             if let Some(bar) = &bar {
@@ -96,8 +128,12 @@ fn test_pause(point: &str, n: usize) {
     }
 }
 
-fn stage_one(secret: &Secret, file: &Path, ids: &Identities) -> Result<atomic::Staged> {
-    let recipients = keys::recipients(&secret.name, &secret.public_keys)?;
+fn stage_one(
+    secret: &Secret,
+    recipients: &[BoxRecipient],
+    file: &Path,
+    ids: &Identities,
+) -> Result<atomic::Staged> {
     let mut input = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     // Decrypt into memory: secrets are small and a pipe between two threads per file would cost
     // more than it saves; the plaintext never touches the disk either way.
@@ -105,6 +141,6 @@ fn stage_one(secret: &Secret, file: &Path, ids: &Identities) -> Result<atomic::S
     age_io::decrypt(ids, &mut input, &mut plain)
         .with_context(|| format!("cannot decrypt {}", file.display()))?;
     atomic::stage(file, |w| {
-        age_io::encrypt(&recipients, secret.armor, &mut &plain[..], w)
+        age_io::encrypt(recipients, secret.armor, &mut &plain[..], w)
     })
 }

@@ -125,6 +125,30 @@ fn an_invalid_recipient_fails_the_whole_rekey() {
 }
 
 #[test]
+fn secrets_sharing_a_bad_key_list_are_each_named() {
+    let p = Project::new();
+    p.rules(&["a.age", "b.age"]);
+    p.create("a.age", b"a");
+    p.create("b.age", b"b");
+    let keys = [p.public.as_str(), "age1bogus"];
+    p.rules_at(
+        "secrets.nix",
+        &[("a.age", &keys, false), ("b.age", &keys, false)],
+    );
+    p.cmd()
+        .args(["-i", "key.txt", "-r"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "cannot rekey a.age: secret \"a.age\": invalid recipient \"age1bogus\"",
+        ))
+        .stderr(contains(
+            "cannot rekey b.age: secret \"b.age\": invalid recipient \"age1bogus\"",
+        ))
+        .stderr(contains("2 of 2 secrets could not be rekeyed"));
+}
+
+#[test]
 fn secrets_whose_file_is_missing_are_skipped_with_a_note() {
     let p = Project::new();
     p.rules(&["here.age", "not yet.age"]);
