@@ -102,6 +102,10 @@ fn main() {
         sealed_all.push(out);
     }
 
+    println!(
+        "working directory: {} (set TMPDIR to choose the filesystem)",
+        d.display()
+    );
     println!("W1000: {SECRETS} secrets of ~200 bytes, 3 recipients (2 ssh-ed25519, 1 X25519), identity ssh-ed25519");
 
     // Rules evaluation is part of every command; show its share separately.
@@ -136,6 +140,16 @@ fn main() {
     println!(
         "  ragenix -e s0500.age --editor true (1000-rule file), median of {RUNS}: {edit:?} (min {edit_min:?})"
     );
+
+    // The same file with -d: no rules evaluation, no editor; the floor under -e.
+    let (dec, dec_min) = timed(RUNS, || {
+        run_ok(
+            ragenix(d)
+                .args(["-i", "id1", "-d", "s0500.age"])
+                .stdout(Stdio::null()),
+        )
+    });
+    println!("  ragenix -d s0500.age, median of {RUNS}: {dec:?} (min {dec_min:?})");
 
     // 1 GiB secret: peak memory of -d.
     let big = d.join("big.age");

@@ -72,13 +72,16 @@ fn sigkill_at_any_moment_of_a_rekey_of_300_files_loses_nothing() {
 
     // Exact moments, through the debug build's pause points: mid-staging, everything staged but
     // nothing renamed, and part-way through the renames.
+    // Renames run on several threads; the others stop at their next file, so a few more than
+    // N may be renamed when the process is killed at "renamed:N".
+    let slack = std::thread::available_parallelism().map_or(16, |n| n.get().max(16));
     let points = [
-        ("staged:1", None),
-        ("staged:150", Some(0)),
-        ("staged:300", Some(0)),
-        ("renamed:1", Some(1)),
-        ("renamed:150", Some(150)),
-        ("renamed:300", Some(300)),
+        ("staged:1", 0..=0),
+        ("staged:150", 0..=0),
+        ("staged:300", 0..=0),
+        ("renamed:1", 1..=1 + slack),
+        ("renamed:150", 150..=150 + slack),
+        ("renamed:300", 300..=300),
     ];
     for (point, expect_replaced) in points {
         let before = snapshot();
@@ -108,9 +111,10 @@ fn sigkill_at_any_moment_of_a_rekey_of_300_files_loses_nothing() {
             "killed at {point}: {replaced}/{FILES} files replaced, {} temp files",
             p.temp_files().len()
         );
-        if let Some(expected) = expect_replaced {
-            assert_eq!(replaced, expected, "at {point}");
-        }
+        assert!(
+            expect_replaced.contains(&replaced),
+            "{replaced} replaced at {point}"
+        );
         check_all(&format!("after SIGKILL at {point}"));
     }
 
