@@ -291,6 +291,13 @@ fn load_identity_file(
             }
         }
     } else {
+        if data.starts_with(b"ssh-") || data.starts_with(b"age1") {
+            return Err(UserError::with_hint(
+                "this is a public key",
+                "-i takes the private key (e.g. ~/.ssh/id_ed25519, not id_ed25519.pub)",
+            )
+            .into());
+        }
         let parsed = IdentityFile::from_buffer(&data[..])
             .map_err(|e| anyhow!("{e}"))?
             .with_callbacks(PluginCallbacks)

@@ -209,6 +209,15 @@ fn an_unreadable_identity_names_the_file() {
         .assert()
         .code(1)
         .stderr(contains("cannot read identity junk.key"));
+    fs::write(p.path("key.pub"), format!("{}\n", p.public)).unwrap();
+    p.cmd()
+        .args(["-i", "key.pub", "-d", "a.age"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "cannot read identity key.pub: this is a public key",
+        ))
+        .stderr(contains("hint: -i takes the private key"));
     p.cmd()
         .args(["-i", "missing.key", "-d", "a.age"])
         .assert()
