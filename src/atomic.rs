@@ -1,7 +1,8 @@
 //! Atomic replacement of files: write a temp file beside the target, fsync, rename, fsync the
 //! directory. A reader (or a crash) sees either the old file or the new one, never a mix.
 //!
-//! Temp files carry a recognisable name so a later run can remove ones a SIGKILL left behind.
+//! Temp files carry a recognisable name so a later run can remove ones a SIGKILL left behind;
+//! on SIGINT/SIGTERM/SIGHUP the temp files in flight are removed before exiting.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -10,8 +11,12 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::{Mutex, OnceLock, RwLock};
+
 use anyhow::{Context, Result};
 use tempfile::{Builder, NamedTempFile};
+
+use crate::signals;
 
 /// Marks our temp files: `.NAME.ragenix-tmp-XXXXXX` beside `NAME`.
 const TEMP_MARK: &str = ".ragenix-tmp-";
@@ -19,8 +24,57 @@ const TEMP_MARK: &str = ".ragenix-tmp-";
 /// New content for `target`, fully written and synced, not yet visible under its name.
 /// Dropping it removes the temp file.
 pub struct Staged {
-    tmp: NamedTempFile,
+    tmp: Option<NamedTempFile>,
     target: PathBuf,
+}
+
+/// Temp files that exist now. Creation holds `GATE` for reading (so creations run in parallel);
+/// the signal cleanup takes it for writing and never releases it, so no temp file can appear
+/// between the cleanup and the exit.
+static GATE: RwLock<()> = RwLock::new(());
+static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static ON_SIGNAL: OnceLock<Option<signals::Registration>> = OnceLock::new();
+
+fn in_flight() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn remove_in_flight() {
+    let gate = GATE.write().unwrap_or_else(|e| e.into_inner());
+    for path in in_flight().iter() {
+        let _ = fs::remove_file(path);
+    }
+    std::mem::forget(gate);
+}
+
+fn forget_in_flight(path: &Path) {
+    let mut list = in_flight();
+    if let Some(i) = list.iter().position(|p| p == path) {
+        list.swap_remove(i);
+    }
+}
+
+fn create_temp(target: &Path, mode: u32) -> Result<NamedTempFile> {
+    ON_SIGNAL.get_or_init(|| signals::on_fatal_signal(remove_in_flight).ok());
+    let dir = dir_of(target);
+    let _gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    let tmp = Builder::new()
+        .prefix(&temp_prefix(target))
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    in_flight().push(tmp.path().to_path_buf());
+    Ok(tmp)
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let path = tmp.path().to_path_buf();
+            drop(tmp); // removes the file
+            forget_in_flight(&path);
+        }
+    }
 }
 
 fn dir_of(target: &Path) -> &Path {
@@ -40,38 +94,31 @@ fn temp_prefix(target: &Path) -> OsString {
 /// Writes new content for `target` into a temp file in the same directory. The temp file gets
 /// the target's current permission bits, or 0644 minus umask for a new file.
 pub fn stage(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<Staged> {
-    let dir = dir_of(target);
     let old_mode = match fs::metadata(target) {
         Ok(m) => Some(m.permissions().mode() & 0o7777),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
     };
-    let tmp = Builder::new()
-        .prefix(&temp_prefix(target))
-        .permissions(Permissions::from_mode(old_mode.unwrap_or(0o644)))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let mut staged = Staged {
+        tmp: Some(create_temp(target, old_mode.unwrap_or(0o644))?),
+        target: target.to_path_buf(),
+    };
+    let tmp = staged.tmp.as_mut().expect("just created");
     if let Some(mode) = old_mode {
         // The mode given at open was reduced by the umask; the old file's bits win.
         tmp.as_file()
             .set_permissions(Permissions::from_mode(mode))
             .with_context(|| format!("setting the mode of {}", tmp.path().display()))?;
     }
-    let mut staged = Staged {
-        tmp,
-        target: target.to_path_buf(),
-    };
-    let shown = staged.tmp.path().display().to_string();
+    let shown = tmp.path().display().to_string();
     {
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, staged.tmp.as_file_mut());
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, tmp.as_file_mut());
         write(&mut out)?;
         out.flush().with_context(|| format!("writing {shown}"))?;
     }
-    staged
-        .tmp
-        .as_file()
+    tmp.as_file()
         .sync_all()
-        .with_context(|| format!("syncing {}", staged.tmp.path().display()))?;
+        .with_context(|| format!("syncing {shown}"))?;
     Ok(staged)
 }
 
@@ -90,12 +137,22 @@ impl Staged {
 
     /// Renames without syncing the directory; the caller syncs each directory once after a
     /// batch (see `rekey`).
-    pub fn commit_nosync(self) -> Result<()> {
-        let Staged { tmp, target } = self;
-        tmp.persist(&target)
-            .map_err(|e| e.error)
-            .with_context(|| format!("replacing {}", target.display()))?;
-        Ok(())
+    pub fn commit_nosync(mut self) -> Result<()> {
+        let tmp = self
+            .tmp
+            .take()
+            .expect("a Staged always holds its temp file");
+        let path = tmp.path().to_path_buf();
+        let result = tmp.persist(&self.target);
+        forget_in_flight(&path);
+        match result {
+            Ok(_) => Ok(()),
+            // Put it back so that dropping `self` removes the temp file.
+            Err(e) => {
+                self.tmp = Some(e.file);
+                Err(e.error).with_context(|| format!("replacing {}", self.target.display()))
+            }
+        }
     }
 }
 
@@ -204,7 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.age");
         let staged = stage(&f, |w| Ok(w.write_all(b"x")?)).unwrap();
-        let path = staged.tmp.path().to_path_buf();
+        let path = staged.tmp.as_ref().unwrap().path().to_path_buf();
         std::mem::forget(staged); // as if the process had been killed
         fs::write(dir.path().join(".b.age.ragenix-tmp-123"), "other").unwrap();
         assert!(path.exists());

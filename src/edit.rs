@@ -9,17 +9,13 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Mutex;
 
 use anyhow::{anyhow, Context, Result};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use crate::error::UserError;
 use crate::keys::{self, Identities};
 use crate::rules::Secret;
-use crate::{age_io, atomic};
+use crate::{age_io, atomic, signals};
 
 pub struct EditOptions {
     /// `--editor`; wins over the "stdin is not a terminal" rule because it was asked for.
@@ -149,9 +145,9 @@ fn run_editor(
                 "set --editor, VISUAL or EDITOR to an installed editor",
             )
         })?;
-    EDITOR_PID.store(child.id() as i32, Ordering::SeqCst);
+    signals::set_child(child.id());
     let status = child.wait();
-    EDITOR_PID.store(0, Ordering::SeqCst);
+    signals::set_child(0);
     let status = status.context("waiting for the editor")?;
     if !status.success() {
         return Err(anyhow!(
@@ -183,14 +179,10 @@ fn plaintext_name(file: &Path) -> OsString {
     }
 }
 
-/// The directory holding plaintext, and whether SIGINT should be left to the editor.
-static PLAINTEXT_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
-static EDITOR_PID: AtomicI32 = AtomicI32::new(0);
-static SIGNALS_WATCHED: AtomicBool = AtomicBool::new(false);
-
-/// A fresh 0700 directory for plaintext, removed on drop and by the signal thread.
+/// A fresh 0700 directory for plaintext, removed on drop and on a fatal signal.
 struct PrivateDir {
     dir: Option<tempfile::TempDir>,
+    _on_signal: Option<signals::Registration>,
 }
 
 /// `$XDG_RUNTIME_DIR`, then `/dev/shm` (both tmpfs on usual systems), then `$TMPDIR`.
@@ -206,7 +198,6 @@ pub fn plaintext_bases() -> Vec<PathBuf> {
 
 impl PrivateDir {
     fn create() -> Result<PrivateDir> {
-        watch_signals()?;
         let mut last_err = None;
         for base in plaintext_bases() {
             if !base.is_dir() {
@@ -218,9 +209,15 @@ impl PrivateDir {
                 .tempdir_in(&base)
             {
                 Ok(dir) => {
-                    *PLAINTEXT_DIR.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(dir.path().to_path_buf());
-                    return Ok(PrivateDir { dir: Some(dir) });
+                    let path = dir.path().to_path_buf();
+                    // Registered before anything is written into it.
+                    let on_signal = signals::on_fatal_signal(move || {
+                        let _ = fs::remove_dir_all(&path);
+                    })?;
+                    return Ok(PrivateDir {
+                        dir: Some(dir),
+                        _on_signal: Some(on_signal),
+                    });
                 }
                 Err(e) => last_err = Some((base, e)),
             }
@@ -241,43 +238,13 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        let mut guard = PLAINTEXT_DIR.lock().unwrap_or_else(|e| e.into_inner());
-        *guard = None;
         if let Some(dir) = self.dir.take() {
             if let Err(e) = dir.close() {
                 eprintln!("ragenix: warning: cannot remove the plaintext directory: {e}");
             }
         }
+        // `_on_signal` is dropped after this, so a signal during removal still removes.
     }
-}
-
-/// Removes the plaintext directory when we are told to stop. SIGINT while the editor runs is
-/// the editor's business (Ctrl-C in vi), so it is ignored then.
-fn watch_signals() -> Result<()> {
-    if SIGNALS_WATCHED.swap(true, Ordering::SeqCst) {
-        return Ok(());
-    }
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
-    std::thread::spawn(move || {
-        for sig in signals.forever() {
-            let editor = EDITOR_PID.load(Ordering::SeqCst);
-            if sig == SIGINT && editor != 0 {
-                continue;
-            }
-            if let Some(pid) = rustix::process::Pid::from_raw(editor) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            // Held until exit so the main thread cannot race us with a half-removed dir.
-            let guard = PLAINTEXT_DIR.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(dir) = guard.as_ref() {
-                let _ = fs::remove_dir_all(dir);
-            }
-            eprintln!("ragenix: interrupted, nothing was written");
-            std::process::exit(128 + sig);
-        }
-    });
-    Ok(())
 }
 
 #[cfg(test)]

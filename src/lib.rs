@@ -13,3 +13,4 @@ pub mod keys;
 pub mod progress;
 pub mod rekey;
 pub mod rules;
+pub mod signals;

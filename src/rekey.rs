@@ -39,6 +39,7 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
     for (dir, names) in &by_dir {
         atomic::remove_stale_in(dir, names)?;
     }
+
     for secret in selected {
         let file = rules.secret_file(secret);
         if file.exists() {

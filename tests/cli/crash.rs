@@ -125,5 +125,46 @@ fn sigkill_at_any_moment_of_a_rekey_of_300_files_loses_nothing() {
         "left behind: {:?}",
         p.temp_files()
     );
+
+    // SIGTERM, SIGINT and SIGHUP can be caught: the process removes its own temp files.
+    for (point, signal) in [
+        ("staged:150", rustix::process::Signal::TERM),
+        ("staged:300", rustix::process::Signal::INT),
+        ("staged:10", rustix::process::Signal::HUP),
+    ] {
+        let before = snapshot();
+        let mut child = p
+            .std_cmd()
+            .env("RAGENIX_TEST_PAUSE", point)
+            .args(["-i", "key.txt", "-r"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("ragenix-test: paused at") {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0);
+        }
+        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + signal.as_raw()), "{point}");
+        assert_eq!(
+            snapshot(),
+            before,
+            "a file changed after {signal:?} at {point}"
+        );
+        assert!(
+            p.temp_files().is_empty(),
+            "after {signal:?}: {:?}",
+            p.temp_files()
+        );
+    }
+    assert!(
+        p.temp_files().is_empty(),
+        "left behind: {:?}",
+        p.temp_files()
+    );
     assert!(start.elapsed() < Duration::from_secs(600));
 }
