@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, Context, Result};
+use zeroize::Zeroizing;
 
 use crate::error::UserError;
 use crate::keys::{self, Identities};
@@ -55,11 +56,14 @@ pub fn edit(
     // Refuse bad recipients before the user spends time in the editor.
     let recipients = keys::recipients(&secret.name, &secret.public_keys)?;
     let shown = file.display();
-    let old: Option<Vec<u8>> = if file.exists() {
+    let old: Option<Zeroizing<Vec<u8>>> = if file.exists() {
         let ids = load_ids()?;
         let mut input = fs::File::open(file).with_context(|| format!("cannot open {shown}"))?;
-        let mut plain = Vec::new();
-        age_io::decrypt(&ids, &mut input, &mut plain)
+        // Sized up front (plaintext is shorter than its age file) so that no reallocation
+        // leaves an unzeroed copy behind.
+        let size = input.metadata().map_or(0, |m| m.len() as usize);
+        let mut plain = Zeroizing::new(Vec::with_capacity(size));
+        age_io::decrypt(&ids, &mut input, &mut *plain)
             .with_context(|| format!("cannot decrypt {shown}"))?;
         Some(plain)
     } else {
@@ -67,21 +71,23 @@ pub fn edit(
     };
     let new = match source(opts) {
         Source::Stdin => {
-            let mut buf = Vec::new();
+            let mut buf = Zeroizing::new(Vec::new());
             io::stdin()
                 .read_to_end(&mut buf)
                 .context("reading the new content from stdin")?;
             buf
         }
-        Source::Editor(cmd) => match run_editor(file, old.as_deref(), &cmd, opts.verbose)? {
-            Some(new) => new,
-            None => {
-                eprintln!("ragenix: {shown} wasn't created: the editor saved nothing, nothing was written.");
-                return Ok(());
+        Source::Editor(cmd) => {
+            match run_editor(file, old.as_deref().map(|v| &v[..]), &cmd, opts.verbose)? {
+                Some(new) => new,
+                None => {
+                    eprintln!("ragenix: {shown} wasn't created: the editor saved nothing, nothing was written.");
+                    return Ok(());
+                }
             }
-        },
+        }
     };
-    if old.as_deref() == Some(&new[..]) {
+    if old.as_deref().map(|v| &v[..]) == Some(&new[..]) {
         eprintln!("{shown} wasn't changed, skipping re-encryption.");
         return Ok(());
     }
@@ -110,7 +116,7 @@ fn run_editor(
     old: Option<&[u8]>,
     cmd: &str,
     verbose: bool,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<Zeroizing<Vec<u8>>>> {
     let words = shell_words::split(cmd)
         .map_err(|e| anyhow!("cannot parse the editor command `{cmd}`: {e}"))?;
     let (program, args) = words.split_first().ok_or_else(|| {
@@ -156,7 +162,7 @@ fn run_editor(
         ));
     }
     match fs::read(&plain) {
-        Ok(new) => Ok(Some(new)),
+        Ok(new) => Ok(Some(Zeroizing::new(new))),
         Err(e) if e.kind() == io::ErrorKind::NotFound && old.is_none() => Ok(None),
         Err(e) => Err(e).with_context(|| {
             format!(

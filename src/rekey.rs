@@ -191,8 +191,10 @@ fn stage_one(
     let mut input = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     // Decrypt into memory: secrets are small and a pipe between two threads per file would cost
     // more than it saves; the plaintext never touches the disk either way.
-    let mut plain = Vec::new();
-    age_io::decrypt(ids, &mut input, &mut plain)
+    // Sized so no reallocation leaves an unzeroed copy of the plaintext behind.
+    let size = input.metadata().map_or(0, |m| m.len() as usize);
+    let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(size));
+    age_io::decrypt(ids, &mut input, &mut *plain)
         .with_context(|| format!("cannot decrypt {}", file.display()))?;
     atomic::stage(file, |w| {
         age_io::encrypt(recipients, secret.armor, &mut &plain[..], w)

@@ -421,3 +421,20 @@ fn any_file_name_works_spaces_leading_dash_unicode_subdirectories() {
         .assert()
         .success();
 }
+
+#[test]
+fn rules_warnings_are_printed_on_stderr() {
+    let p = Project::new();
+    fs::write(
+        p.path("secrets.nix"),
+        format!("{{ \"a.age\".publicKeys = [ [ \"{}\" ] ]; }}\n", p.public),
+    )
+    .unwrap();
+    p.cmd()
+        .args(["-i", "key.txt", "-e", "a.age"])
+        .write_stdin("x")
+        .assert()
+        .success()
+        .stderr(contains("ragenix: warning: ").and(contains("\"a.age\"")));
+    assert_eq!(p.open("a.age").unwrap(), b"x");
+}

@@ -316,19 +316,49 @@ fn on_a_terminal_the_passphrase_prompt_appears_once_for_many_files() {
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Answer only once the prompt is on the terminal, as a person would.
-    while !String::from_utf8_lossy(&seen).contains("Passphrase for") {
-        let n = stdout.read(&mut buf).unwrap();
-        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"open sesame\r").unwrap();
-    stdout.read_to_end(&mut seen).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Answer once the prompt is on the terminal, as a person would. The prompt flushes input
+    // typed before it turned echo off (TCSAFLUSH), so an early answer is retyped.
+    while !shown().contains("[hidden]") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prompt answered: {}",
+            shown()
+        );
+        if shown().contains("Passphrase for") {
+            stdin.write_all(b"open sesame\r").unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ragenix did not finish: {}", shown());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{}", shown());
     drop(stdin);
-    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
     let shown = String::from_utf8_lossy(&seen);
     assert!(shown.contains("rekeyed 30 secret(s)"), "{shown}");
     // dialoguer redraws the prompt once answered, as "Passphrase for KEY: [hidden]".
