@@ -19,13 +19,43 @@ use crate::keys::{self, BoxRecipient, Identities};
 use crate::rules::{Rules, Secret};
 use crate::{age_io, atomic, progress};
 
-/// Threads for staging; see the comment at its use.
+/// Threads for staging and renaming. Each file ends in an fsync, and each rename frees the old
+/// file; both wait on the disk, not the CPU, so more threads than cores let the waits overlap
+/// (measured under load: 1000 renames take 1.2 s on one thread, 0.25 s on 16).
 const IO_THREADS: usize = 16;
+
+type Failure = (String, anyhow::Error);
 
 /// Rekeys `selected` secrets of `rules`, decrypting with `ids`.
 pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: bool) -> Result<()> {
-    let mut work: Vec<(&Secret, PathBuf)> = Vec::with_capacity(selected.len());
-    // Leftovers of a killed run, one directory listing per directory.
+    remove_stale(rules, selected)?;
+    let work = existing_files(rules, selected);
+    let recipients = parse_recipients(&work);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(IO_THREADS.max(rayon::current_num_threads()))
+        .build()
+        .context("starting rekey threads")?;
+
+    let started = Instant::now();
+    let staged = stage_all(&pool, &work, &recipients, ids)?;
+    if verbose {
+        eprintln!(
+            "ragenix: {} file(s) re-encrypted and synced in {:?}",
+            staged.len(),
+            started.elapsed()
+        );
+    }
+    let renaming = Instant::now();
+    let count = commit_all(&pool, staged, verbose)?;
+    if verbose {
+        eprintln!("ragenix: renamed into place in {:?}", renaming.elapsed());
+    }
+    eprintln!("ragenix: rekeyed {count} secret(s)");
+    Ok(())
+}
+
+/// Removes temp files a killed run left beside the selected secrets (one listing per directory).
+fn remove_stale(rules: &Rules, selected: &[&Secret]) -> Result<()> {
     let mut by_dir: BTreeMap<PathBuf, HashSet<OsString>> = BTreeMap::new();
     for secret in selected {
         let file = rules.secret_file(secret);
@@ -39,11 +69,16 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
     for (dir, names) in &by_dir {
         atomic::remove_stale_in(dir, names)?;
     }
+    Ok(())
+}
 
+/// The selected secrets whose file exists; the others are skipped with a note.
+fn existing_files<'r>(rules: &Rules, selected: &[&'r Secret]) -> Vec<(&'r Secret, PathBuf)> {
+    let mut work = Vec::with_capacity(selected.len());
     for secret in selected {
         let file = rules.secret_file(secret);
         if file.exists() {
-            work.push((secret, file));
+            work.push((*secret, file));
         } else {
             eprintln!(
                 "ragenix: skipping {}: {} does not exist",
@@ -52,38 +87,47 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
             );
         }
     }
-    // Parsing a recipient costs about as much as wrapping a key to it, and most secrets share
-    // their key list: parse each distinct list once.
-    let mut parsed: HashMap<&[String], Result<Arc<Vec<BoxRecipient>>, ()>> = HashMap::new();
-    for (secret, _) in &work {
+    work
+}
+
+/// Recipients for each distinct key list. Parsing a recipient costs about as much as wrapping a
+/// key to it, and most secrets share their list. `None`: the list is invalid.
+fn parse_recipients<'s>(
+    work: &[(&'s Secret, PathBuf)],
+) -> HashMap<&'s [String], Option<Arc<Vec<BoxRecipient>>>> {
+    let mut parsed = HashMap::new();
+    for (secret, _) in work {
         parsed.entry(&secret.public_keys[..]).or_insert_with(|| {
             keys::recipients(&secret.name, &secret.public_keys)
+                .ok()
                 .map(Arc::new)
-                .map_err(|_| ())
         });
     }
-    let started = Instant::now();
+    parsed
+}
+
+/// Phase 1: every file decrypted and re-encrypted into a synced temp file beside it. If any
+/// fails, every failure is listed, the temp files are removed and nothing changes.
+fn stage_all(
+    pool: &rayon::ThreadPool,
+    work: &[(&Secret, PathBuf)],
+    recipients: &HashMap<&[String], Option<Arc<Vec<BoxRecipient>>>>,
+    ids: &Identities,
+) -> Result<Vec<atomic::Staged>> {
     let bar = progress::start("rekeying", work.len());
     let staged_count = AtomicUsize::new(0);
-    // Each file ends in an fsync that waits for the disk, not the CPU: more threads than cores
-    // let those waits overlap (and the filesystem batch them into fewer journal commits).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(IO_THREADS.max(rayon::current_num_threads()))
-        .build()
-        .context("starting rekey threads")?;
-    let results: Vec<Result<atomic::Staged, (String, anyhow::Error)>> = pool.install(|| {
+    let results: Vec<Result<atomic::Staged, Failure>> = pool.install(|| {
         work.par_iter()
             .map(|(secret, file)| {
-                let staged = match &parsed[&secret.public_keys[..]] {
-                    Ok(recipients) => stage_one(secret, recipients, file, ids),
-                    // The cached message names the first secret with this key list; parse again
-                    // (errors are rare) so that each secret's message names itself.
-                    Err(_) => keys::recipients(&secret.name, &secret.public_keys)
+                let staged = match &recipients[&secret.public_keys[..]] {
+                    Some(recipients) => stage_one(secret, recipients, file, ids),
+                    // Parsed again (errors are rare) so that the message names this secret,
+                    // not the first one sharing the key list.
+                    None => keys::recipients(&secret.name, &secret.public_keys)
                         .and_then(|_| Err(anyhow!("invalid recipients"))),
                 }
                 .map_err(|e| (secret.name.clone(), e));
-                let n = staged_count.fetch_add(1, Ordering::SeqCst) + 1;
-                test_pause("staged", n);
+                test_pause("staged", staged_count.fetch_add(1, Ordering::SeqCst) + 1);
                 if let Some(bar) = &bar {
                     bar.inc(1);
                 }
@@ -94,31 +138,30 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
     progress::finish(bar);
     let (staged, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
     if !failed.is_empty() {
-        let total = work.len();
         let n = failed.len();
         for (name, err) in failed.into_iter().filter_map(Result::err) {
             eprintln!("ragenix: cannot rekey {name}: {err:#}");
         }
         // `staged` drops here, removing every temp file.
         return Err(anyhow!(
-            "{n} of {total} secrets could not be rekeyed; nothing was changed"
+            "{n} of {} secrets could not be rekeyed; nothing was changed",
+            work.len()
         ));
     }
-    let staged: Vec<atomic::Staged> = staged.into_iter().filter_map(Result::ok).collect();
+    Ok(staged.into_iter().filter_map(Result::ok).collect())
+}
+
+/// Phase 2: every temp file renamed over its original, then each directory synced once.
+fn commit_all(
+    pool: &rayon::ThreadPool,
+    staged: Vec<atomic::Staged>,
+    verbose: bool,
+) -> Result<usize> {
+    let count = staged.len();
     let dirs: BTreeSet<PathBuf> = staged
         .iter()
         .filter_map(|s| s.target().parent().map(Path::to_path_buf))
         .collect();
-    let count = staged.len();
-    if verbose {
-        eprintln!(
-            "ragenix: {count} file(s) re-encrypted and synced in {:?}",
-            started.elapsed()
-        );
-    }
-    let renaming = Instant::now();
-    // Renaming over a file frees the old one, which waits on the filesystem journal; in
-    // parallel these waits overlap (measured: 1000 renames 1.2 s sequential, 0.25 s on 16).
     let renamed = AtomicUsize::new(0);
     let failures: Vec<String> = pool.install(|| {
         staged
@@ -150,11 +193,7 @@ pub fn rekey(rules: &Rules, selected: &[&Secret], ids: &Identities, verbose: boo
     for dir in dirs {
         atomic::sync_dir(&dir)?;
     }
-    if verbose {
-        eprintln!("ragenix: renamed into place in {:?}", renaming.elapsed());
-    }
-    eprintln!("ragenix: rekeyed {count} secret(s)");
-    Ok(())
+    Ok(count)
 }
 
 static TEST_PAUSED: AtomicBool = AtomicBool::new(false);
@@ -189,9 +228,9 @@ fn stage_one(
     ids: &Identities,
 ) -> Result<atomic::Staged> {
     let mut input = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    // Decrypt into memory: secrets are small and a pipe between two threads per file would cost
-    // more than it saves; the plaintext never touches the disk either way.
-    // Sized so no reallocation leaves an unzeroed copy of the plaintext behind.
+    // Decrypted into memory (never to disk): secrets are small, and a pipe between two threads
+    // per file would cost more than it saves. Sized so that no reallocation leaves an unzeroed
+    // copy behind.
     let size = input.metadata().map_or(0, |m| m.len() as usize);
     let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(size));
     age_io::decrypt(ids, &mut input, &mut *plain)
