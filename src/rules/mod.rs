@@ -243,9 +243,7 @@ fn absolute_normalized(file: &Path) -> Option<PathBuf> {
     };
     let name = abs.file_name()?.to_owned();
     let parent = abs.parent()?;
-    let parent = parent
-        .canonicalize()
-        .unwrap_or_else(|_| parent.to_path_buf());
+    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
     Some(parent.join(name))
 }
 
@@ -263,11 +261,7 @@ mod tests {
         let rules = load(json!({"a.age": {"publicKeys": [["k1", "k2"], "k3"]}})).unwrap();
         assert_eq!(rules.secrets[0].public_keys, ["k1", "k2", "k3"]);
         assert_eq!(rules.warnings.len(), 1);
-        assert!(
-            rules.warnings[0].contains("\"a.age\""),
-            "{:?}",
-            rules.warnings
-        );
+        assert!(rules.warnings[0].contains("\"a.age\""), "{:?}", rules.warnings);
     }
 
     #[test]
@@ -285,17 +279,11 @@ mod tests {
 
     #[test]
     fn armor_defaults_to_false_and_must_be_a_bool() {
-        let rules =
-            load(json!({"a.age": {"publicKeys": [], "armor": true}, "b.age": {"publicKeys": []}}))
-                .unwrap();
+        let rules = load(json!({"a.age": {"publicKeys": [], "armor": true}, "b.age": {"publicKeys": []}})).unwrap();
         assert!(rules.secrets[0].armor);
         assert!(!rules.secrets[1].armor);
         let err = load(json!({"a.age": {"publicKeys": [], "armor": "yes"}})).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("\"a.age\": armor must be a boolean"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("\"a.age\": armor must be a boolean"), "{err}");
     }
 
     #[test]
@@ -307,11 +295,7 @@ mod tests {
     #[test]
     fn a_rule_without_public_keys_is_an_error_naming_it() {
         let err = load(json!({"x/y.age": {"armor": true}})).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("secret \"x/y.age\" has no publicKeys"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("secret \"x/y.age\" has no publicKeys"), "{err}");
     }
 
     #[test]
@@ -319,24 +303,14 @@ mod tests {
         let err = load(json!({"a.age": {"publicKeys": ["k", 3]}})).unwrap_err();
         assert!(err.to_string().contains("a number"), "{err}");
         let err = load(json!({"a.age": {"publicKeys": "k"}})).unwrap_err();
-        assert!(
-            err.to_string().contains("a string instead of a list"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("a string instead of a list"), "{err}");
     }
 
     #[test]
     fn the_top_level_must_be_an_attribute_set_of_attribute_sets() {
-        assert!(load(json!([1]))
-            .unwrap_err()
-            .to_string()
-            .contains("not a list"));
+        assert!(load(json!([1])).unwrap_err().to_string().contains("not a list"));
         let err = load(json!({"a.age": 1})).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("\"a.age\" must be an attribute set"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("\"a.age\" must be an attribute set"), "{err}");
     }
 
     #[test]
