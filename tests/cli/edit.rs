@@ -294,10 +294,11 @@ fn sighup_during_the_editor_removes_the_plaintext() {
 
 #[test]
 fn ctrl_c_during_the_editor_is_the_editors_and_removes_the_plaintext() {
-    // The whole group gets SIGINT; the editor (sh + sleep) dies of it, ragenix sees a failed
-    // editor and aborts.
+    // The whole group gets SIGINT and the editor dies of it. ragenix leaves SIGINT to a running
+    // editor, but may read the signal just after the editor exited: it then either aborts as
+    // for a failed editor (1) or exits as interrupted (130). Both remove the plaintext.
     let code = signal_during_the_editor(rustix::process::Signal::INT, true);
-    assert_eq!(code, Some(1));
+    assert!(code == Some(1) || code == Some(130), "{code:?}");
 }
 
 #[test]
