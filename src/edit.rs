@@ -1,0 +1,278 @@
+//! `-e`: decrypt a secret into a private temp file, run the editor, re-encrypt if it changed.
+//!
+//! Owns where plaintext may live (a fresh 0700 directory, tmpfs preferred, file 0600) and its
+//! removal on every exit path, including SIGINT/SIGTERM/SIGHUP. Encryption itself is `age_io`.
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, Context, Result};
+use zeroize::Zeroizing;
+
+use crate::error::UserError;
+use crate::keys::{self, Identities};
+use crate::rules::Secret;
+use crate::{age_io, atomic, signals};
+
+pub struct EditOptions {
+    /// `--editor`; wins over the "stdin is not a terminal" rule because it was asked for.
+    pub editor: Option<String>,
+    pub verbose: bool,
+}
+
+/// Where the new content comes from.
+enum Source {
+    Stdin,
+    Editor(String),
+}
+
+fn source(opts: &EditOptions) -> Source {
+    match &opts.editor {
+        Some(cmd) if cmd == "-" => Source::Stdin,
+        Some(cmd) => Source::Editor(cmd.clone()),
+        None if !io::stdin().is_terminal() => Source::Stdin,
+        None => Source::Editor(
+            ["VISUAL", "EDITOR"]
+                .iter()
+                .filter_map(|v| std::env::var(v).ok())
+                .find(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| "vi".to_owned()),
+        ),
+    }
+}
+
+/// Edits `file`, whose rule is `secret`. Identities are loaded only when there is something
+/// to decrypt.
+pub fn edit(
+    file: &Path,
+    secret: &Secret,
+    opts: &EditOptions,
+    load_ids: impl FnOnce() -> Result<Identities>,
+) -> Result<()> {
+    // Refuse bad recipients before the user spends time in the editor.
+    let recipients = keys::recipients(&secret.name, &secret.public_keys)?;
+    let shown = file.display();
+    let old: Option<Zeroizing<Vec<u8>>> = if file.exists() {
+        let ids = load_ids()?;
+        let mut input = fs::File::open(file).with_context(|| format!("cannot open {shown}"))?;
+        // Sized up front (plaintext is shorter than its age file) so that no reallocation
+        // leaves an unzeroed copy behind.
+        let size = input.metadata().map_or(0, |m| m.len() as usize);
+        let mut plain = Zeroizing::new(Vec::with_capacity(size));
+        age_io::decrypt(&ids, &mut input, &mut *plain)
+            .with_context(|| format!("cannot decrypt {shown}"))?;
+        Some(plain)
+    } else {
+        None
+    };
+    let new = match source(opts) {
+        Source::Stdin => {
+            let mut buf = Zeroizing::new(Vec::new());
+            io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the new content from stdin")?;
+            buf
+        }
+        Source::Editor(cmd) => {
+            match run_editor(file, old.as_deref().map(|v| &v[..]), &cmd, opts.verbose)? {
+                Some(new) => new,
+                None => {
+                    eprintln!("ragenix: {shown} wasn't created: the editor saved nothing, nothing was written.");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    if old.as_deref().map(|v| &v[..]) == Some(&new[..]) {
+        eprintln!("{shown} wasn't changed, skipping re-encryption.");
+        return Ok(());
+    }
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // A new secret in a new subdirectory, as agenix allows.
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    atomic::remove_stale(file)?;
+    atomic::write(file, |w| {
+        age_io::encrypt(&recipients, secret.armor, &mut &new[..], w)
+    })
+    .with_context(|| format!("cannot write {shown}"))?;
+    if opts.verbose {
+        eprintln!(
+            "ragenix: {shown} encrypted to {} recipient(s)",
+            secret.public_keys.len()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `old` (if any) into a private file, runs the editor on it and returns what it left,
+/// or `None` if there was no old content and the editor saved nothing.
+fn run_editor(
+    file: &Path,
+    old: Option<&[u8]>,
+    cmd: &str,
+    verbose: bool,
+) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    let words = shell_words::split(cmd)
+        .map_err(|e| anyhow!("cannot parse the editor command `{cmd}`: {e}"))?;
+    let (program, args) = words.split_first().ok_or_else(|| {
+        UserError::with_hint(
+            "the editor command is empty",
+            "set --editor, VISUAL or EDITOR",
+        )
+    })?;
+    let private = PrivateDir::create()?;
+    let plain = private.path().join(plaintext_name(file));
+    if verbose {
+        eprintln!("ragenix: editing in {}", private.path().display());
+    }
+    if let Some(old) = old {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&plain)
+            .with_context(|| format!("creating {}", plain.display()))?;
+        f.write_all(old)
+            .and_then(|()| f.flush())
+            .with_context(|| format!("writing {}", plain.display()))?;
+    }
+    let mut child = Command::new(program)
+        .args(args)
+        .arg(&plain)
+        .spawn()
+        .map_err(|e| {
+            UserError::with_hint(
+                format!("cannot run the editor `{cmd}`: {e}"),
+                "set --editor, VISUAL or EDITOR to an installed editor",
+            )
+        })?;
+    signals::set_child(child.id());
+    let status = child.wait();
+    signals::set_child(0);
+    let status = status.context("waiting for the editor")?;
+    if !status.success() {
+        return Err(anyhow!(
+            "the editor `{cmd}` failed ({status}); {} was left unchanged",
+            file.display()
+        ));
+    }
+    match fs::read(&plain) {
+        Ok(new) => Ok(Some(Zeroizing::new(new))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && old.is_none() => Ok(None),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "the editor left no readable {}; {} was left unchanged",
+                plain.display(),
+                file.display()
+            )
+        }),
+    }
+}
+
+/// `db.json.age` → `db.json`, so the editor sees the content's real extension.
+fn plaintext_name(file: &Path) -> OsString {
+    let name = file.file_name().unwrap_or_default();
+    match Path::new(name).extension() {
+        Some(ext) if ext == "age" && Path::new(name).file_stem().is_some() => {
+            Path::new(name).file_stem().unwrap_or_default().to_owned()
+        }
+        _ => name.to_owned(),
+    }
+}
+
+/// A fresh 0700 directory for plaintext, removed on drop and on a fatal signal.
+struct PrivateDir {
+    dir: Option<tempfile::TempDir>,
+    _on_signal: Option<signals::Registration>,
+}
+
+/// `$XDG_RUNTIME_DIR`, then `/dev/shm` (both tmpfs on usual systems), then `$TMPDIR`.
+pub fn plaintext_bases() -> Vec<PathBuf> {
+    let mut bases = Vec::new();
+    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        bases.push(PathBuf::from(xdg));
+    }
+    bases.push(PathBuf::from("/dev/shm"));
+    bases.push(std::env::temp_dir());
+    bases
+}
+
+impl PrivateDir {
+    fn create() -> Result<PrivateDir> {
+        let mut last_err = None;
+        for base in plaintext_bases() {
+            if !base.is_dir() {
+                continue;
+            }
+            match tempfile::Builder::new()
+                .prefix("ragenix-")
+                .permissions(fs::Permissions::from_mode(0o700))
+                .tempdir_in(&base)
+            {
+                Ok(dir) => {
+                    let path = dir.path().to_path_buf();
+                    // Registered before anything is written into it.
+                    let on_signal = signals::on_fatal_signal(move || {
+                        let _ = fs::remove_dir_all(&path);
+                    })?;
+                    return Ok(PrivateDir {
+                        dir: Some(dir),
+                        _on_signal: Some(on_signal),
+                    });
+                }
+                Err(e) => last_err = Some((base, e)),
+            }
+        }
+        Err(match last_err {
+            Some((base, e)) => anyhow!(
+                "cannot create a private directory in {}: {e}",
+                base.display()
+            ),
+            None => anyhow!("no directory for plaintext: set TMPDIR"),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new(""))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = dir.close() {
+                eprintln!("ragenix: warning: cannot remove the plaintext directory: {e}");
+            }
+        }
+        // `_on_signal` is dropped after this, so a signal during removal still removes.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plaintext_keeps_the_inner_extension() {
+        assert_eq!(plaintext_name(Path::new("a/db.json.age")), "db.json");
+        assert_eq!(plaintext_name(Path::new("token.age")), "token");
+        assert_eq!(plaintext_name(Path::new("noext")), "noext");
+        assert_eq!(plaintext_name(Path::new(".age")), ".age");
+    }
+
+    #[test]
+    fn the_private_dir_is_0700_and_removed_on_drop() {
+        let dir = PrivateDir::create().unwrap();
+        let path = dir.path().to_path_buf();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::write(path.join("x"), "secret").unwrap();
+        drop(dir);
+        assert!(!path.exists());
+    }
+}
