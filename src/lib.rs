@@ -12,7 +12,6 @@ pub mod edit;
 pub mod error;
 pub mod install;
 pub mod keys;
-pub mod manual;
 pub mod progress;
 pub mod rekey;
 pub mod rules;
