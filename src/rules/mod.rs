@@ -1,9 +1,18 @@
 //! Rules: what `secrets.nix` says about each secret file (who may decrypt it, armor, extras).
 //!
-//! Evaluation of the Nix file itself lives in the submodules; this module turns the evaluated
-//! value into validated [`Rules`] and answers "which rule covers this file?".
+//! Evaluation of the Nix file itself lives in the submodules (our own evaluator over rnix's
+//! syntax tree, with `nix-instantiate` only for constructs it does not support); this module
+//! turns the evaluated value into validated [`Rules`] and answers "which rule covers this file?".
 
+mod builtins;
+mod diag;
+mod eval;
+mod lower;
 mod nix_fallback;
+mod syntax;
+mod value;
+
+pub use eval::Locations;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,18 +80,157 @@ impl std::error::Error for RulesError {}
 
 /// Evaluates the rules file to the JSON value `nix-instantiate --eval --strict --json` prints.
 pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
-    nix_fallback::evaluate(file, opts)
+    evaluate_located(file, opts).map(|e| e.json)
+}
+
+/// An evaluated rules file and where its attributes were defined (empty when `nix-instantiate`
+/// did the evaluation).
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub json: Json,
+    pub locations: Locations,
+}
+
+/// Like [`evaluate`], also returning source locations for validation messages.
+pub fn evaluate_located(file: &Path, opts: &LoadOptions) -> Result<Evaluated, RulesError> {
+    let owned = file.to_path_buf();
+    let outcome = run_on_big_stack(move || own_evaluation(&owned));
+    match outcome {
+        Ok(evaluated) => Ok(evaluated),
+        Err(failure) if failure.unsupported && nix_fallback::available() => {
+            if opts.verbose {
+                eprintln!("ragenix: {}", failure.message);
+                eprintln!(
+                    "ragenix: falling back to nix-instantiate for {}",
+                    file.display()
+                );
+            }
+            let json = nix_fallback::evaluate(file, opts)?;
+            Ok(Evaluated {
+                json,
+                locations: Locations::new(),
+            })
+        }
+        Err(failure) => Err(RulesError::new(failure.message)),
+    }
+}
+
+/// Evaluates a rules file with our evaluator only, never falling back to `nix-instantiate`.
+pub fn evaluate_own(file: &Path) -> Result<Evaluated, RulesError> {
+    let owned = file.to_path_buf();
+    run_on_big_stack(move || own_evaluation(&owned)).map_err(|f| RulesError::new(f.message))
+}
+
+/// Parses and evaluates Nix source text as if it were a file in `dir`, with our evaluator only
+/// (no fallback). The entry point for fuzzing; never panics on any input.
+pub fn evaluate_source(text: &str, dir: &Path) -> Result<Json, RulesError> {
+    let text: std::rc::Rc<str> = std::rc::Rc::from(text);
+    let path = lower::canon_path(&dir.join("input.nix").to_string_lossy());
+    let text = text.to_string();
+    run_on_big_stack(move || {
+        let mut ev = eval::Evaluator::new("input.nix");
+        let result = ev
+            .load_source("input.nix".to_owned(), path, std::rc::Rc::from(text))
+            .and_then(|t| finish(&mut ev, t));
+        result.map(|e| e.json).map_err(|e| Failure {
+            unsupported: e.kind == diag::ErrorKind::Unsupported,
+            message: ev.render(&e),
+        })
+    })
+    .map_err(|f| RulesError::new(f.message))
+}
+
+/// Why our evaluator failed, rendered; `unsupported` allows the fallback.
+struct Failure {
+    unsupported: bool,
+    message: String,
+}
+
+fn own_evaluation(file: &Path) -> Result<Evaluated, Failure> {
+    let shown = file.display().to_string();
+    let fail = |message: String| Failure {
+        unsupported: false,
+        message,
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| fail(format!("{shown}: cannot read the rules file: {e}")))?;
+    let abs = std::env::current_dir().map(|d| d.join(file)).map_err(|e| {
+        fail(format!(
+            "{shown}: cannot resolve the current directory: {e}"
+        ))
+    })?;
+    let abs = lower::canon_path(&abs.to_string_lossy());
+    let mut ev = eval::Evaluator::new(&shown);
+    ev.load_source(shown.clone(), abs, std::rc::Rc::from(text))
+        .and_then(|t| finish(&mut ev, t))
+        .map_err(|e| Failure {
+            unsupported: e.kind == diag::ErrorKind::Unsupported,
+            message: ev.render(&e),
+        })
+}
+
+/// Forces the file's value, auto-calls it and converts it to JSON.
+fn finish(ev: &mut eval::Evaluator, root: value::ThunkId) -> Result<Evaluated, diag::EvalError> {
+    let v = ev.force(root, None)?;
+    let v = ev.auto_call(v)?;
+    let mut locations = Locations::new();
+    let json = ev.json_of(v, &mut locations)?;
+    Ok(Evaluated { json, locations })
+}
+
+/// Runs `f` on a thread whose stack fits the evaluator's depth limit, so that deep input ends
+/// in a clean error rather than a stack overflow.
+fn run_on_big_stack<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    let spawned = std::thread::Builder::new()
+        .name("rules-eval".to_owned())
+        .stack_size(eval::STACK_SIZE)
+        .spawn(f);
+    match spawned {
+        Ok(handle) => handle.join().unwrap_or_else(|_| {
+            Err(Failure {
+                unsupported: false,
+                message: "internal error: the rules evaluator panicked".to_owned(),
+            })
+        }),
+        Err(e) => Err(Failure {
+            unsupported: false,
+            message: format!("cannot start the rules evaluator: {e}"),
+        }),
+    }
 }
 
 impl Rules {
     /// Reads, evaluates and validates a rules file.
     pub fn load(file: &Path, opts: &LoadOptions) -> Result<Rules, RulesError> {
-        let json = evaluate(file, opts)?;
-        Rules::from_json(file, &json)
+        let evaluated = evaluate_located(file, opts)?;
+        Rules::from_json_located(file, &evaluated.json, &evaluated.locations)
     }
 
     /// Validates an evaluated rules value.
     pub fn from_json(file: &Path, json: &Json) -> Result<Rules, RulesError> {
+        Rules::from_json_located(file, json, &Locations::new())
+    }
+
+    /// Validates an evaluated rules value; messages point at `locations` where known.
+    pub fn from_json_located(
+        file: &Path,
+        json: &Json,
+        locations: &Locations,
+    ) -> Result<Rules, RulesError> {
+        let file_shown = file.display().to_string();
+        let at = |name: &str, attr: Option<&str>| -> String {
+            let entry = locations.get(name);
+            let found = match (entry, attr) {
+                (Some((_, attrs)), Some(a)) => attrs.get(a).cloned(),
+                (Some((pos, _)), None) => pos.clone(),
+                _ => None,
+            };
+            found
+                .or_else(|| entry.and_then(|(p, _)| p.clone()))
+                .unwrap_or_else(|| file_shown.clone())
+        };
         let shown = file.display();
         let dir = rules_dir(file)?;
         let top = json.as_object().ok_or_else(|| {
@@ -99,24 +247,28 @@ impl Rules {
             let rule = &top[name];
             let attrs = rule.as_object().ok_or_else(|| {
                 RulesError::new(format!(
-                    "{shown}: secret \"{name}\" must be an attribute set, not {}",
+                    "{}: secret \"{name}\" must be an attribute set, not {}",
+                    at(name, None),
                     json_type(rule)
                 ))
             })?;
             let keys = attrs.get("publicKeys").ok_or_else(|| {
                 RulesError::new(format!(
-                    "{shown}: secret \"{name}\" has no publicKeys attribute"
+                    "{}: secret \"{name}\" has no publicKeys attribute",
+                    at(name, None)
                 ))
             })?;
             let mut flat = Vec::new();
             let nested = flatten_keys(keys, &mut flat).map_err(|what| {
                 RulesError::new(format!(
-                    "{shown}: secret \"{name}\": publicKeys must be a list of strings, found {what}"
+                    "{}: secret \"{name}\": publicKeys must be a list of strings, found {what}",
+                    at(name, Some("publicKeys"))
                 ))
             })?;
             if nested {
                 warnings.push(format!(
-                    "{shown}: secret \"{name}\": publicKeys contains a nested list; it was flattened"
+                    "{}: secret \"{name}\": publicKeys contains a nested list; it was flattened",
+                    at(name, Some("publicKeys"))
                 ));
             }
             let mut public_keys: Vec<String> = Vec::with_capacity(flat.len());
@@ -131,7 +283,8 @@ impl Rules {
                 Some(Json::Bool(b)) => *b,
                 Some(other) => {
                     return Err(RulesError::new(format!(
-                        "{shown}: secret \"{name}\": armor must be a boolean, not {}",
+                        "{}: secret \"{name}\": armor must be a boolean, not {}",
+                        at(name, Some("armor")),
                         json_type(other)
                     )))
                 }
@@ -243,7 +396,9 @@ fn absolute_normalized(file: &Path) -> Option<PathBuf> {
     };
     let name = abs.file_name()?.to_owned();
     let parent = abs.parent()?;
-    let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf());
+    let parent = parent
+        .canonicalize()
+        .unwrap_or_else(|_| parent.to_path_buf());
     Some(parent.join(name))
 }
 
@@ -261,7 +416,11 @@ mod tests {
         let rules = load(json!({"a.age": {"publicKeys": [["k1", "k2"], "k3"]}})).unwrap();
         assert_eq!(rules.secrets[0].public_keys, ["k1", "k2", "k3"]);
         assert_eq!(rules.warnings.len(), 1);
-        assert!(rules.warnings[0].contains("\"a.age\""), "{:?}", rules.warnings);
+        assert!(
+            rules.warnings[0].contains("\"a.age\""),
+            "{:?}",
+            rules.warnings
+        );
     }
 
     #[test]
@@ -279,11 +438,17 @@ mod tests {
 
     #[test]
     fn armor_defaults_to_false_and_must_be_a_bool() {
-        let rules = load(json!({"a.age": {"publicKeys": [], "armor": true}, "b.age": {"publicKeys": []}})).unwrap();
+        let rules =
+            load(json!({"a.age": {"publicKeys": [], "armor": true}, "b.age": {"publicKeys": []}}))
+                .unwrap();
         assert!(rules.secrets[0].armor);
         assert!(!rules.secrets[1].armor);
         let err = load(json!({"a.age": {"publicKeys": [], "armor": "yes"}})).unwrap_err();
-        assert!(err.to_string().contains("\"a.age\": armor must be a boolean"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("\"a.age\": armor must be a boolean"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -295,7 +460,11 @@ mod tests {
     #[test]
     fn a_rule_without_public_keys_is_an_error_naming_it() {
         let err = load(json!({"x/y.age": {"armor": true}})).unwrap_err();
-        assert!(err.to_string().contains("secret \"x/y.age\" has no publicKeys"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("secret \"x/y.age\" has no publicKeys"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -303,14 +472,24 @@ mod tests {
         let err = load(json!({"a.age": {"publicKeys": ["k", 3]}})).unwrap_err();
         assert!(err.to_string().contains("a number"), "{err}");
         let err = load(json!({"a.age": {"publicKeys": "k"}})).unwrap_err();
-        assert!(err.to_string().contains("a string instead of a list"), "{err}");
+        assert!(
+            err.to_string().contains("a string instead of a list"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_top_level_must_be_an_attribute_set_of_attribute_sets() {
-        assert!(load(json!([1])).unwrap_err().to_string().contains("not a list"));
+        assert!(load(json!([1]))
+            .unwrap_err()
+            .to_string()
+            .contains("not a list"));
         let err = load(json!({"a.age": 1})).unwrap_err();
-        assert!(err.to_string().contains("\"a.age\" must be an attribute set"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("\"a.age\" must be an attribute set"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,1056 @@
+//! The evaluator: lazy, memoised evaluation of lowered expressions with Nix's semantics, file
+//! loading and `import`, and the strict conversion to JSON that `nix-instantiate --eval --strict
+//! --json` performs. Builtins live in `builtins.rs`; parsing and scoping in `lower.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use serde_json::Value as Json;
+
+use super::builtins;
+use super::diag::{EvalError, Pos, Sources};
+use super::lower::{canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Param, Part};
+use super::value::{
+    format_float_json, format_float_to_string, Attr, Attrs, EnvData, EnvId, PrimApp, ThunkId,
+    ThunkState, Value,
+};
+
+/// How deep evaluation may nest before we report it instead of overflowing the stack. The
+/// evaluation thread's stack is sized for this (see `STACK_SIZE`).
+const MAX_DEPTH: u32 = 10_000;
+
+/// Stack of the evaluation thread: generous, as deep but legitimate recursion is common in Nix.
+pub(crate) const STACK_SIZE: usize = 1 << 30;
+
+/// Where each attribute of the result was defined: secret name → (its position, attribute
+/// name → position).
+pub type Locations = BTreeMap<String, (Option<String>, BTreeMap<String, String>)>;
+
+pub(crate) struct Evaluator {
+    pub sources: Sources,
+    thunks: Vec<ThunkState>,
+    envs: Vec<EnvData>,
+    base_env: EnvId,
+    /// `import`ed files by absolute path: each is evaluated once.
+    files: HashMap<PathBuf, ThunkId>,
+    depth: u32,
+    home: Option<PathBuf>,
+    /// The file whose evaluation was asked for, shown in errors without a position.
+    root_shown: String,
+    /// Names of the base scope (builtins) and their slots.
+    globals: HashMap<Rc<str>, u32>,
+}
+
+impl Evaluator {
+    pub fn new(root_shown: &str) -> Self {
+        let mut ev = Evaluator {
+            sources: Sources::default(),
+            thunks: Vec::new(),
+            envs: Vec::new(),
+            base_env: 0,
+            files: HashMap::new(),
+            depth: 0,
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            root_shown: root_shown.to_owned(),
+            globals: HashMap::new(),
+        };
+        let (names, slots) = builtins::globals(&mut ev);
+        ev.globals = names;
+        ev.envs.push(EnvData {
+            parent: None,
+            slots,
+            with: None,
+        });
+        ev
+    }
+
+    pub fn render(&self, err: &EvalError) -> String {
+        err.render(&self.sources, &self.root_shown)
+    }
+
+    // ----- arenas -------------------------------------------------------------------------
+
+    pub fn alloc(&mut self, state: ThunkState) -> ThunkId {
+        self.thunks.push(state);
+        (self.thunks.len() - 1) as ThunkId
+    }
+
+    pub fn done(&mut self, v: Value) -> ThunkId {
+        self.alloc(ThunkState::Done(v))
+    }
+
+    pub fn set_done(&mut self, t: ThunkId, v: Value) {
+        self.thunks[t as usize] = ThunkState::Done(v);
+    }
+
+    fn new_env(&mut self, parent: EnvId, slots: Vec<ThunkId>, with: Option<ThunkId>) -> EnvId {
+        self.envs.push(EnvData {
+            parent: Some(parent),
+            slots,
+            with,
+        });
+        (self.envs.len() - 1) as EnvId
+    }
+
+    /// A thunk for `expr`; constants and variables need none of their own.
+    fn thunk(&mut self, expr: &ExprRef, env: EnvId) -> ThunkId {
+        match &**expr {
+            Expr::Int(i) => self.done(Value::Int(*i)),
+            Expr::Float(f) => self.done(Value::Float(*f)),
+            Expr::Str(s) => self.done(Value::Str(s.clone())),
+            Expr::Path(p) => self.done(Value::Path(p.clone())),
+            Expr::Var { depth, slot, .. } => self.lookup(env, *depth, *slot),
+            _ => self.alloc(ThunkState::Expr(expr.clone(), env)),
+        }
+    }
+
+    /// Sets a pre-allocated slot's thunk to evaluate `expr`.
+    fn fill(&mut self, t: ThunkId, expr: &ExprRef, env: EnvId) {
+        self.thunks[t as usize] = match &**expr {
+            Expr::Int(i) => ThunkState::Done(Value::Int(*i)),
+            Expr::Str(s) => ThunkState::Done(Value::Str(s.clone())),
+            _ => ThunkState::Expr(expr.clone(), env),
+        };
+    }
+
+    fn lookup(&self, mut env: EnvId, depth: u32, slot: u32) -> ThunkId {
+        for _ in 0..depth {
+            env = self.envs[env as usize]
+                .parent
+                .expect("lowering resolved the variable to an enclosing scope");
+        }
+        self.envs[env as usize].slots[slot as usize]
+    }
+
+    // ----- forcing ------------------------------------------------------------------------
+
+    pub fn force(&mut self, t: ThunkId, pos: Option<Pos>) -> Result<Value, EvalError> {
+        if let ThunkState::Done(v) = &self.thunks[t as usize] {
+            return Ok(v.clone());
+        }
+        let state = std::mem::replace(&mut self.thunks[t as usize], ThunkState::Blackhole(pos));
+        let value = match state {
+            ThunkState::Expr(expr, env) => {
+                self.thunks[t as usize] = ThunkState::Blackhole(expr_pos(&expr).or(pos));
+                self.eval(&expr, env)
+            }
+            ThunkState::Apply(f, arg) => self.force(f, pos).and_then(|fv| self.apply(fv, arg, pos)),
+            ThunkState::Blackhole(at) => {
+                self.thunks[t as usize] = ThunkState::Blackhole(at);
+                Err(EvalError::eval(
+                    "infinite recursion encountered",
+                    at.or(pos),
+                ))
+            }
+            ThunkState::Unsupported(name) => {
+                self.thunks[t as usize] = ThunkState::Unsupported(name);
+                Err(EvalError::unsupported(format!("builtins.{name}"), pos))
+            }
+            ThunkState::Done(_) => unreachable!("handled above"),
+        }?;
+        self.thunks[t as usize] = ThunkState::Done(value.clone());
+        Ok(value)
+    }
+
+    fn enter(&mut self, pos: Option<Pos>) -> Result<(), EvalError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(EvalError::eval(
+                "stack overflow (possible infinite recursion)",
+                pos,
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn eval(&mut self, expr: &ExprRef, env: EnvId) -> Result<Value, EvalError> {
+        self.enter(expr_pos(expr))?;
+        let out = self.eval_inner(expr, env);
+        self.depth -= 1;
+        out
+    }
+
+    fn eval_inner(&mut self, expr: &ExprRef, env: EnvId) -> Result<Value, EvalError> {
+        match &**expr {
+            Expr::Int(i) => Ok(Value::Int(*i)),
+            Expr::Float(f) => Ok(Value::Float(*f)),
+            Expr::Str(s) => Ok(Value::Str(s.clone())),
+            Expr::Path(p) => Ok(Value::Path(p.clone())),
+            Expr::PathInterp { dir, parts, pos } => {
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        Part::Lit(s) => text.push_str(s),
+                        Part::Expr(e, p) => {
+                            let v = self.eval(e, env)?;
+                            text.push_str(&self.coerce_to_string(v, false, *p)?);
+                        }
+                    }
+                }
+                let joined = super::lower::resolve_path_text(dir, self.home.as_deref(), &text)
+                    .ok_or_else(|| EvalError::eval("HOME is not set", Some(*pos)))?;
+                Ok(Value::Path(Rc::from(joined)))
+            }
+            Expr::Search(name, pos) => Err(EvalError::unsupported(
+                format!("the search path <{name}>"),
+                Some(*pos),
+            )),
+            Expr::Interp(parts, _) => {
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        Part::Lit(s) => text.push_str(s),
+                        Part::Expr(e, p) => {
+                            let v = self.eval(e, env)?;
+                            text.push_str(&self.coerce_to_string(v, false, *p)?);
+                        }
+                    }
+                }
+                Ok(Value::str(&text))
+            }
+            Expr::Var { depth, slot, pos } => {
+                let t = self.lookup(env, *depth, *slot);
+                self.force(t, Some(*pos))
+            }
+            Expr::WithVar(name, pos) => {
+                let mut cur = Some(env);
+                while let Some(e) = cur {
+                    let data = &self.envs[e as usize];
+                    let parent = data.parent;
+                    if let Some(w) = data.with {
+                        let attrs = self.force_attrs(w, *pos)?;
+                        if let Some(a) = attrs.get(&**name) {
+                            return self.force(a.value, Some(*pos));
+                        }
+                    }
+                    cur = parent;
+                }
+                Err(EvalError::eval(
+                    format!("undefined variable '{name}'"),
+                    Some(*pos),
+                ))
+            }
+            Expr::Select {
+                expr: target,
+                path,
+                default,
+                pos,
+            } => {
+                let mut v = self.eval(target, env)?;
+                for key in path {
+                    let name = self.attr_name(key, env)?;
+                    let found = match &v {
+                        Value::Attrs(a) => a.get(&*name).copied(),
+                        other if default.is_none() => {
+                            return Err(EvalError::eval(
+                                format!("value is {} while a set was expected", other.show_type()),
+                                Some(*pos),
+                            ))
+                        }
+                        _ => None,
+                    };
+                    match found {
+                        Some(a) => v = self.force(a.value, Some(*pos))?,
+                        None => {
+                            return match default {
+                                Some(d) => self.eval(d, env),
+                                None => Err(EvalError::eval(
+                                    format!("attribute '{name}' missing"),
+                                    Some(*pos),
+                                )),
+                            }
+                        }
+                    }
+                }
+                Ok(v)
+            }
+            Expr::HasAttr { expr: target, path } => {
+                let mut v = self.eval(target, env)?;
+                for (i, key) in path.iter().enumerate() {
+                    let name = self.attr_name(key, env)?;
+                    let Value::Attrs(a) = &v else {
+                        return Ok(Value::Bool(false));
+                    };
+                    let Some(found) = a.get(&*name).copied() else {
+                        return Ok(Value::Bool(false));
+                    };
+                    // The last attribute's value is not needed, so it is not forced.
+                    if i + 1 < path.len() {
+                        v = self.force(found.value, expr_pos(target))?;
+                    }
+                }
+                Ok(Value::Bool(true))
+            }
+            Expr::Attrs(def) => {
+                let (attrs, _) = self.build_attrs(def, env)?;
+                Ok(Value::Attrs(Rc::new(attrs)))
+            }
+            Expr::Let(def, body) => {
+                let (_, inner) = self.build_attrs(def, env)?;
+                self.eval(body, inner)
+            }
+            Expr::List(items) => {
+                let ids = items.iter().map(|e| self.thunk(e, env)).collect();
+                Ok(Value::List(Rc::new(ids)))
+            }
+            Expr::Lambda(def) => Ok(Value::Lambda(def.clone(), env)),
+            Expr::Apply(f, arg, pos) => {
+                let fv = self.eval(f, env)?;
+                let a = self.thunk(arg, env);
+                self.apply(fv, a, Some(*pos))
+            }
+            Expr::If(c, t, e, pos) => {
+                if self.eval_bool(c, env, *pos)? {
+                    self.eval(t, env)
+                } else {
+                    self.eval(e, env)
+                }
+            }
+            Expr::Assert(c, body, text, pos) => {
+                if self.eval_bool(c, env, *pos)? {
+                    self.eval(body, env)
+                } else {
+                    Err(EvalError::eval(
+                        format!("assertion '{text}' failed"),
+                        Some(*pos),
+                    ))
+                }
+            }
+            Expr::With(ns, body) => {
+                let w = self.thunk(ns, env);
+                let inner = self.new_env(env, Vec::new(), Some(w));
+                self.eval(body, inner)
+            }
+            Expr::Not(e, pos) => Ok(Value::Bool(!self.eval_bool(e, env, *pos)?)),
+            Expr::Neg(e, pos) => match self.eval(e, env)? {
+                Value::Int(i) => Ok(Value::Int(0i64.wrapping_sub(i))),
+                Value::Float(f) => Ok(Value::Float(-f)),
+                other => Err(type_error(&other, "an integer", *pos)),
+            },
+            Expr::Bin(op, l, r, pos) => self.binop(*op, l, r, env, *pos),
+            Expr::CurPos(pos) => {
+                let (line, column) = self.sources.line_col(*pos);
+                let file = self
+                    .sources
+                    .get(pos.file)
+                    .path
+                    .to_string_lossy()
+                    .into_owned();
+                let mut attrs = Attrs::new();
+                let f = self.done(Value::str(&file));
+                let l = self.done(Value::Int(line as i64));
+                let c = self.done(Value::Int(column as i64));
+                for (k, v) in [("file", f), ("line", l), ("column", c)] {
+                    attrs.insert(
+                        Rc::from(k),
+                        Attr {
+                            value: v,
+                            pos: None,
+                        },
+                    );
+                }
+                Ok(Value::Attrs(Rc::new(attrs)))
+            }
+        }
+    }
+
+    fn eval_bool(&mut self, e: &ExprRef, env: EnvId, pos: Pos) -> Result<bool, EvalError> {
+        match self.eval(e, env)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(type_error(&other, "a Boolean", expr_pos(e).unwrap_or(pos))),
+        }
+    }
+
+    fn attr_name(&mut self, key: &AttrKey, env: EnvId) -> Result<Rc<str>, EvalError> {
+        match key {
+            AttrKey::Static(s) => Ok(s.clone()),
+            AttrKey::Dynamic(e, pos) => match self.eval(e, env)? {
+                Value::Str(s) => Ok(s),
+                other => Err(type_error(&other, "a string", *pos)),
+            },
+        }
+    }
+
+    /// Builds a set (or a `let` scope); returns the set and the scope its values see.
+    fn build_attrs(&mut self, def: &AttrsDef, env: EnvId) -> Result<(Attrs, EnvId), EvalError> {
+        let inner = if def.rec {
+            self.new_env(env, Vec::with_capacity(def.statics.len()), None)
+        } else {
+            env
+        };
+        let mut attrs = Attrs::new();
+        if def.rec {
+            // Every slot exists before any value is made, so values may refer to later names.
+            let slots: Vec<ThunkId> = def
+                .statics
+                .iter()
+                .map(|_| self.alloc(ThunkState::Blackhole(None)))
+                .collect();
+            self.envs[inner as usize].slots = slots.clone();
+            for (b, t) in def.statics.iter().zip(slots) {
+                let scope = if b.outer { env } else { inner };
+                self.fill(t, &b.value, scope);
+                attrs.insert(
+                    b.name.clone(),
+                    Attr {
+                        value: t,
+                        pos: Some(b.pos),
+                    },
+                );
+            }
+        } else {
+            for b in &def.statics {
+                let t = self.thunk(&b.value, env);
+                attrs.insert(
+                    b.name.clone(),
+                    Attr {
+                        value: t,
+                        pos: Some(b.pos),
+                    },
+                );
+            }
+        }
+        for d in &def.dynamics {
+            let name = match self.eval(&d.name, inner)? {
+                Value::Null => continue,
+                Value::Str(s) => s,
+                other => return Err(type_error(&other, "a string", d.pos)),
+            };
+            if let Some(prev) = attrs.get(&name) {
+                return Err(EvalError {
+                    previous: prev.pos,
+                    ..EvalError::eval(
+                        format!("dynamic attribute '{name}' already defined"),
+                        Some(d.pos),
+                    )
+                });
+            }
+            let t = self.thunk(&d.value, inner);
+            attrs.insert(
+                name,
+                Attr {
+                    value: t,
+                    pos: Some(d.pos),
+                },
+            );
+        }
+        Ok((attrs, inner))
+    }
+
+    // ----- application --------------------------------------------------------------------
+
+    pub fn apply(&mut self, f: Value, arg: ThunkId, pos: Option<Pos>) -> Result<Value, EvalError> {
+        self.enter(pos)?;
+        let out = self.apply_inner(f, arg, pos);
+        self.depth -= 1;
+        out
+    }
+
+    fn apply_inner(
+        &mut self,
+        f: Value,
+        arg: ThunkId,
+        pos: Option<Pos>,
+    ) -> Result<Value, EvalError> {
+        match f {
+            Value::Lambda(def, env) => {
+                let slots = match &def.param {
+                    Param::Ident => vec![arg],
+                    Param::Pattern { .. } => Vec::new(),
+                };
+                let inner = self.new_env(env, slots, None);
+                if let Param::Pattern {
+                    formals,
+                    ellipsis,
+                    bind,
+                } = &def.param
+                {
+                    let given = self.force_attrs(arg, pos.unwrap_or(def.pos))?;
+                    if !ellipsis {
+                        if let Some(extra) =
+                            given.keys().find(|k| !formals.iter().any(|(n, _)| n == *k))
+                        {
+                            return Err(EvalError::eval(
+                                format!(
+                                    "function 'anonymous lambda' called with unexpected argument '{extra}'"
+                                ),
+                                pos.or(Some(def.pos)),
+                            ));
+                        }
+                    }
+                    let mut slots = Vec::with_capacity(formals.len() + 1);
+                    let mut defaults = Vec::new();
+                    for (name, default) in formals {
+                        let t = match (given.get(name), default) {
+                            (Some(a), _) => a.value,
+                            (None, Some(d)) => {
+                                // Defaults may refer to any formal: filled once all slots exist.
+                                let t = self.alloc(ThunkState::Blackhole(None));
+                                defaults.push((t, d));
+                                t
+                            }
+                            (None, None) => {
+                                return Err(EvalError::eval(
+                                    format!(
+                                        "function 'anonymous lambda' called without required argument '{name}'"
+                                    ),
+                                    pos.or(Some(def.pos)),
+                                ))
+                            }
+                        };
+                        slots.push(t);
+                    }
+                    if *bind {
+                        slots.push(arg);
+                    }
+                    self.envs[inner as usize].slots = slots;
+                    for (t, d) in defaults {
+                        self.fill(t, d, inner);
+                    }
+                }
+                self.eval(&def.body, inner)
+            }
+            Value::Prim(p) => {
+                let mut args = p.args.clone();
+                args.push(arg);
+                if args.len() < p.arity {
+                    return Ok(Value::Prim(Rc::new(PrimApp {
+                        name: p.name,
+                        arity: p.arity,
+                        args,
+                    })));
+                }
+                builtins::call(self, p.name, &args, pos)
+            }
+            Value::Attrs(a) if a.contains_key("__functor") => {
+                let functor = self.force(a["__functor"].value, pos)?;
+                let me = self.done(Value::Attrs(a));
+                let partial = self.apply(functor, me, pos)?;
+                self.apply(partial, arg, pos)
+            }
+            other => Err(EvalError::eval(
+                format!(
+                    "attempt to call something which is not a function but {}",
+                    other.show_type()
+                ),
+                pos,
+            )),
+        }
+    }
+
+    /// Applies `f` to already-made thunks, strictly.
+    pub fn call(
+        &mut self,
+        f: &Value,
+        args: &[ThunkId],
+        pos: Option<Pos>,
+    ) -> Result<Value, EvalError> {
+        let mut v = f.clone();
+        for a in args {
+            v = self.apply(v, *a, pos)?;
+        }
+        Ok(v)
+    }
+
+    // ----- typed forcing ------------------------------------------------------------------
+
+    pub fn force_attrs(&mut self, t: ThunkId, pos: Pos) -> Result<Rc<Attrs>, EvalError> {
+        match self.force(t, Some(pos))? {
+            Value::Attrs(a) => Ok(a),
+            other => Err(type_error(&other, "a set", pos)),
+        }
+    }
+
+    pub fn force_list(
+        &mut self,
+        t: ThunkId,
+        pos: Option<Pos>,
+    ) -> Result<Rc<Vec<ThunkId>>, EvalError> {
+        match self.force(t, pos)? {
+            Value::List(l) => Ok(l),
+            other => Err(type_error_opt(&other, "a list", pos)),
+        }
+    }
+
+    pub fn force_str(&mut self, t: ThunkId, pos: Option<Pos>) -> Result<Rc<str>, EvalError> {
+        match self.force(t, pos)? {
+            Value::Str(s) => Ok(s),
+            other => Err(type_error_opt(&other, "a string", pos)),
+        }
+    }
+
+    pub fn force_int(&mut self, t: ThunkId, pos: Option<Pos>) -> Result<i64, EvalError> {
+        match self.force(t, pos)? {
+            Value::Int(i) => Ok(i),
+            other => Err(type_error_opt(&other, "an integer", pos)),
+        }
+    }
+
+    /// Nix's `coerceToString`; `more` is `toString`'s wider set of accepted types.
+    pub fn coerce_to_string(
+        &mut self,
+        v: Value,
+        more: bool,
+        pos: Pos,
+    ) -> Result<String, EvalError> {
+        self.enter(Some(pos))?;
+        let out = self.coerce_inner(v, more, pos);
+        self.depth -= 1;
+        out
+    }
+
+    fn coerce_inner(&mut self, v: Value, more: bool, pos: Pos) -> Result<String, EvalError> {
+        let shown = v.show_type();
+        match v {
+            Value::Str(s) => return Ok(s.to_string()),
+            Value::Path(p) => return Ok(p.to_string_lossy().into_owned()),
+            Value::Attrs(a) => {
+                if let Some(f) = a.get("__toString") {
+                    let f = self.force(f.value, Some(pos))?;
+                    let me = self.done(Value::Attrs(a.clone()));
+                    let r = self.apply(f, me, Some(pos))?;
+                    return self.coerce_to_string(r, more, pos);
+                }
+                if let Some(o) = a.get("outPath") {
+                    let o = self.force(o.value, Some(pos))?;
+                    return self.coerce_to_string(o, more, pos);
+                }
+            }
+            _ if more => match v {
+                Value::Null | Value::Bool(false) => return Ok(String::new()),
+                Value::Bool(true) => return Ok("1".to_owned()),
+                Value::Int(i) => return Ok(i.to_string()),
+                Value::Float(f) => return Ok(format_float_to_string(f)),
+                Value::List(l) => {
+                    let mut out = String::new();
+                    for (i, t) in l.iter().enumerate() {
+                        let item = self.force(*t, Some(pos))?;
+                        let empty_list = matches!(&item, Value::List(x) if x.is_empty());
+                        out.push_str(&self.coerce_to_string(item, more, pos)?);
+                        if i + 1 < l.len() && !empty_list {
+                            out.push(' ');
+                        }
+                    }
+                    return Ok(out);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        Err(EvalError::eval(
+            format!("cannot coerce {shown} to a string"),
+            Some(pos),
+        ))
+    }
+
+    // ----- operators ----------------------------------------------------------------------
+
+    fn binop(
+        &mut self,
+        op: BinOp,
+        l: &ExprRef,
+        r: &ExprRef,
+        env: EnvId,
+        pos: Pos,
+    ) -> Result<Value, EvalError> {
+        match op {
+            BinOp::And => {
+                return Ok(Value::Bool(
+                    self.eval_bool(l, env, pos)? && self.eval_bool(r, env, pos)?,
+                ))
+            }
+            BinOp::Or => {
+                return Ok(Value::Bool(
+                    self.eval_bool(l, env, pos)? || self.eval_bool(r, env, pos)?,
+                ))
+            }
+            BinOp::Impl => {
+                return Ok(Value::Bool(
+                    !self.eval_bool(l, env, pos)? || self.eval_bool(r, env, pos)?,
+                ))
+            }
+            _ => {}
+        }
+        let a = self.eval(l, env)?;
+        let b = self.eval(r, env)?;
+        self.binop_values(op, a, b, pos)
+    }
+
+    pub fn binop_values(
+        &mut self,
+        op: BinOp,
+        a: Value,
+        b: Value,
+        pos: Pos,
+    ) -> Result<Value, EvalError> {
+        use Value::*;
+        Ok(match op {
+            BinOp::Eq => Bool(self.equal(&a, &b, pos)?),
+            BinOp::Ne => Bool(!self.equal(&a, &b, pos)?),
+            BinOp::Lt => Bool(self.less(&a, &b, pos)?),
+            BinOp::Gt => Bool(self.less(&b, &a, pos)?),
+            BinOp::Le => Bool(!self.less(&b, &a, pos)?),
+            BinOp::Ge => Bool(!self.less(&a, &b, pos)?),
+            BinOp::Concat => match (a, b) {
+                (List(x), List(y)) => {
+                    let mut v = Vec::with_capacity(x.len() + y.len());
+                    v.extend_from_slice(&x);
+                    v.extend_from_slice(&y);
+                    List(Rc::new(v))
+                }
+                (List(_), other) | (other, _) => return Err(type_error(&other, "a list", pos)),
+            },
+            BinOp::Update => match (a, b) {
+                (Attrs(x), Attrs(y)) => {
+                    if x.is_empty() {
+                        Attrs(y)
+                    } else if y.is_empty() {
+                        Attrs(x)
+                    } else {
+                        let mut m = (*x).clone();
+                        m.extend(y.iter().map(|(k, v)| (k.clone(), *v)));
+                        Attrs(Rc::new(m))
+                    }
+                }
+                (Attrs(_), other) | (other, _) => return Err(type_error(&other, "a set", pos)),
+            },
+            BinOp::Add => match (a, b) {
+                (Int(x), Int(y)) => Int(x.wrapping_add(y)),
+                (Int(x), Float(y)) => Float(x as f64 + y),
+                (Float(x), Int(y)) => Float(x + y as f64),
+                (Float(x), Float(y)) => Float(x + y),
+                (Int(_) | Float(_), other) => {
+                    return Err(EvalError::eval(
+                        format!("cannot add {} to an integer", other.show_type()),
+                        Some(pos),
+                    ))
+                }
+                (Path(p), other) => {
+                    let s = self.coerce_to_string(other, false, pos)?;
+                    Path(Rc::from(canon_path(&format!("{}{s}", p.to_string_lossy()))))
+                }
+                (first, other) => {
+                    let mut s = self.coerce_to_string(first, false, pos)?;
+                    s.push_str(&self.coerce_to_string(other, false, pos)?);
+                    Value::str(&s)
+                }
+            },
+            BinOp::Sub | BinOp::Mul | BinOp::Div => {
+                let (x, y) = match (&a, &b) {
+                    (Int(_) | Float(_), Int(_) | Float(_)) => (a, b),
+                    (Int(_) | Float(_), other) | (other, _) => {
+                        return Err(type_error(other, "an integer", pos))
+                    }
+                };
+                if op == BinOp::Div && matches!(y, Int(0))
+                    || matches!(y, Float(f) if op == BinOp::Div && f == 0.0)
+                {
+                    return Err(EvalError::eval("division by zero", Some(pos)));
+                }
+                match (x, y) {
+                    (Int(x), Int(y)) => Int(match op {
+                        BinOp::Sub => x.wrapping_sub(y),
+                        BinOp::Mul => x.wrapping_mul(y),
+                        _ => x.wrapping_div(y),
+                    }),
+                    (x, y) => {
+                        let (x, y) = (as_f64(&x), as_f64(&y));
+                        Float(match op {
+                            BinOp::Sub => x - y,
+                            BinOp::Mul => x * y,
+                            _ => x / y,
+                        })
+                    }
+                }
+            }
+            BinOp::And | BinOp::Or | BinOp::Impl => unreachable!("short-circuited in binop"),
+        })
+    }
+
+    /// Nix's `eqValues`: deep, forcing, functions are never equal.
+    pub fn equal(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool, EvalError> {
+        use Value::*;
+        Ok(match (a, b) {
+            (Int(x), Int(y)) => x == y,
+            (Int(_) | Float(_), Int(_) | Float(_)) => as_f64(a) == as_f64(b),
+            (Str(x), Str(y)) => x == y,
+            (Path(x), Path(y)) => x == y,
+            (Null, Null) => true,
+            (Bool(x), Bool(y)) => x == y,
+            (List(x), List(y)) => {
+                if x.len() != y.len() {
+                    return Ok(false);
+                }
+                for (p, q) in x.iter().zip(y.iter()) {
+                    let p = self.force(*p, Some(pos))?;
+                    let q = self.force(*q, Some(pos))?;
+                    self.enter(Some(pos))?;
+                    let same = self.equal(&p, &q, pos);
+                    self.depth -= 1;
+                    if !same? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            (Attrs(x), Attrs(y)) => {
+                if let (Some(px), Some(py)) = (x.get("outPath"), y.get("outPath")) {
+                    if self.is_derivation(x, pos)? && self.is_derivation(y, pos)? {
+                        let p = self.force(px.value, Some(pos))?;
+                        let q = self.force(py.value, Some(pos))?;
+                        return self.equal(&p, &q, pos);
+                    }
+                }
+                if x.len() != y.len() || !x.keys().eq(y.keys()) {
+                    return Ok(false);
+                }
+                for (p, q) in x.values().zip(y.values()) {
+                    let p = self.force(p.value, Some(pos))?;
+                    let q = self.force(q.value, Some(pos))?;
+                    self.enter(Some(pos))?;
+                    let same = self.equal(&p, &q, pos);
+                    self.depth -= 1;
+                    if !same? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            _ => false,
+        })
+    }
+
+    fn is_derivation(&mut self, a: &Attrs, pos: Pos) -> Result<bool, EvalError> {
+        match a.get("type") {
+            Some(t) => {
+                Ok(matches!(self.force(t.value, Some(pos))?, Value::Str(s) if &*s == "derivation"))
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub fn less(&mut self, a: &Value, b: &Value, pos: Pos) -> Result<bool, EvalError> {
+        use Value::*;
+        Ok(match (a, b) {
+            (Int(x), Int(y)) => x < y,
+            (Int(_) | Float(_), Int(_) | Float(_)) => as_f64(a) < as_f64(b),
+            (Str(x), Str(y)) => x < y,
+            (Path(x), Path(y)) => x.as_os_str() < y.as_os_str(),
+            (List(x), List(y)) => {
+                for (p, q) in x.iter().zip(y.iter()) {
+                    let p = self.force(*p, Some(pos))?;
+                    let q = self.force(*q, Some(pos))?;
+                    if !self.equal(&p, &q, pos)? {
+                        self.enter(Some(pos))?;
+                        let r = self.less(&p, &q, pos);
+                        self.depth -= 1;
+                        return r;
+                    }
+                }
+                x.len() < y.len()
+            }
+            _ => {
+                return Err(EvalError::eval(
+                    format!("cannot compare {} with {}", a.show_type(), b.show_type()),
+                    Some(pos),
+                ))
+            }
+        })
+    }
+
+    // ----- files --------------------------------------------------------------------------
+
+    /// The (lazy) value of a file; each file is read, parsed and evaluated at most once.
+    pub fn import(&mut self, path: &Path, pos: Option<Pos>) -> Result<ThunkId, EvalError> {
+        let mut file = canon_path(&path.to_string_lossy());
+        if file.is_dir() {
+            file.push("default.nix");
+        }
+        if let Some(t) = self.files.get(&file) {
+            return Ok(*t);
+        }
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| EvalError::eval(format!("cannot read '{}': {e}", file.display()), pos))?;
+        let shown = match pos {
+            Some(p) => shown_relative(
+                &self.sources.get(p.file).shown,
+                &self.sources.get(p.file).path,
+                &file,
+            ),
+            None => file.display().to_string(),
+        };
+        let t = self.load_source(shown, file.clone(), Rc::from(text))?;
+        self.files.insert(file, t);
+        Ok(t)
+    }
+
+    /// Parses and lowers a file; returns a thunk of its value.
+    pub fn load_source(
+        &mut self,
+        shown: String,
+        path: PathBuf,
+        text: Rc<str>,
+    ) -> Result<ThunkId, EvalError> {
+        let id = self.sources.add(shown, path.clone(), text.clone());
+        let parse = rnix::Root::parse(&text);
+        if let Some(err) = parse.errors().first() {
+            return Err(super::syntax::error(id, &text, err));
+        }
+        let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let root = parse.tree();
+        let mut lowerer = Lowerer::new(id, &dir, self.globals.clone(), self.home.as_deref());
+        let expr = lowerer.lower(
+            Some(rnix::ast::Expr::Root(root)),
+            Pos {
+                file: id,
+                offset: 0,
+            },
+        )?;
+        Ok(self.alloc(ThunkState::Expr(expr, self.base_env)))
+    }
+
+    // ----- results ------------------------------------------------------------------------
+
+    /// `nix-instantiate --eval`'s auto-call: a function whose arguments all have defaults is
+    /// called with them.
+    pub fn auto_call(&mut self, v: Value) -> Result<Value, EvalError> {
+        if let Value::Lambda(def, _) = &v {
+            if let Param::Pattern { formals, .. } = &def.param {
+                if let Some((name, _)) = formals.iter().find(|(_, d)| d.is_none()) {
+                    return Err(EvalError::eval(
+                        format!("cannot evaluate a function that has an argument without a value ('{name}')"),
+                        Some(def.pos),
+                    ));
+                }
+                let empty = self.done(Value::Attrs(Rc::new(Attrs::new())));
+                let pos = def.pos;
+                return self.apply(v, empty, Some(pos));
+            }
+        }
+        Ok(v)
+    }
+
+    /// Deeply forces a value and converts it to JSON as Nix's `--strict --json` does,
+    /// recording where the first two levels of attributes were defined.
+    pub fn json_of(&mut self, v: Value, locations: &mut Locations) -> Result<Json, EvalError> {
+        self.json_inner(v, None, 0, &mut Vec::new(), locations)
+    }
+
+    fn json_inner(
+        &mut self,
+        v: Value,
+        pos: Option<Pos>,
+        level: usize,
+        path: &mut Vec<String>,
+        locations: &mut Locations,
+    ) -> Result<Json, EvalError> {
+        self.enter(pos)?;
+        let out = (|| {
+            Ok(match v {
+                Value::Null => Json::Null,
+                Value::Bool(b) => Json::Bool(b),
+                Value::Int(i) => Json::from(i),
+                Value::Float(f) => serde_json::from_str(&format_float_json(f))
+                    .unwrap_or_else(|_| Json::String(format_float_json(f))),
+                Value::Str(s) => Json::String(s.to_string()),
+                Value::Path(p) => Json::String(p.to_string_lossy().into_owned()),
+                Value::List(l) => {
+                    let mut out = Vec::with_capacity(l.len());
+                    for t in l.iter() {
+                        let item = self.force(*t, pos)?;
+                        out.push(self.json_inner(item, pos, level + 1, path, locations)?);
+                    }
+                    Json::Array(out)
+                }
+                Value::Attrs(a) => {
+                    if let Some(o) = a.get("outPath") {
+                        let o = self.force(o.value, o.pos.or(pos))?;
+                        return self.json_inner(o, pos, level, path, locations);
+                    }
+                    let mut out = serde_json::Map::new();
+                    for (k, attr) in a.iter() {
+                        let shown = attr.pos.map(|p| self.sources.show(p));
+                        match level {
+                            0 => {
+                                locations.insert(k.to_string(), (shown, BTreeMap::new()));
+                            }
+                            1 => {
+                                if let (Some(s), Some(entry)) =
+                                    (shown, path.first().and_then(|n| locations.get_mut(n)))
+                                {
+                                    entry.1.insert(k.to_string(), s);
+                                }
+                            }
+                            _ => {}
+                        }
+                        let item = self.force(attr.value, attr.pos.or(pos))?;
+                        path.push(k.to_string());
+                        let j = self.json_inner(item, attr.pos.or(pos), level + 1, path, locations);
+                        path.pop();
+                        out.insert(k.to_string(), j?);
+                    }
+                    Json::Object(out)
+                }
+                Value::Lambda(..) | Value::Prim(_) => {
+                    return Err(EvalError::eval("cannot convert a function to JSON", pos))
+                }
+            })
+        })();
+        self.depth -= 1;
+        out
+    }
+}
+
+fn as_f64(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        _ => 0.0,
+    }
+}
+
+pub(crate) fn type_error(v: &Value, wanted: &str, pos: Pos) -> EvalError {
+    type_error_opt(v, wanted, Some(pos))
+}
+
+pub(crate) fn type_error_opt(v: &Value, wanted: &str, pos: Option<Pos>) -> EvalError {
+    EvalError::eval(
+        format!("value is {} while {wanted} was expected", v.show_type()),
+        pos,
+    )
+}
+
+/// Where an expression starts, for errors about it.
+fn expr_pos(e: &Expr) -> Option<Pos> {
+    match e {
+        Expr::PathInterp { pos, .. }
+        | Expr::Search(_, pos)
+        | Expr::Interp(_, pos)
+        | Expr::Var { pos, .. }
+        | Expr::WithVar(_, pos)
+        | Expr::Select { pos, .. }
+        | Expr::Apply(_, _, pos)
+        | Expr::If(_, _, _, pos)
+        | Expr::Assert(_, _, _, pos)
+        | Expr::Bin(_, _, _, pos)
+        | Expr::Not(_, pos)
+        | Expr::Neg(_, pos)
+        | Expr::CurPos(pos) => Some(*pos),
+        Expr::Lambda(def) => Some(def.pos),
+        _ => None,
+    }
+}
+
+/// How to name an imported file in messages: relative like the importing file's name when the
+/// importing file was named relatively.
+fn shown_relative(importer_shown: &str, importer_path: &Path, file: &Path) -> String {
+    let importer_dir = importer_path.parent().unwrap_or(Path::new("/"));
+    let shown_dir = Path::new(importer_shown).parent().unwrap_or(Path::new(""));
+    match file.strip_prefix(importer_dir) {
+        Ok(rel) if Path::new(importer_shown).is_relative() => {
+            super::normalize(&shown_dir.join(rel)).display().to_string()
+        }
+        _ => file.display().to_string(),
+    }
+}

@@ -1,0 +1,146 @@
+//! Syntax errors: rnix's parse errors turned into located messages in Nix's words
+//! ("unexpected '=', expecting ';'"), instead of rnix's debug rendering.
+
+use rnix::{ParseError, SyntaxKind};
+
+use super::diag::{EvalError, Pos};
+
+/// The first parse error of file `file`, located.
+pub(crate) fn error(file: u32, text: &str, err: &ParseError) -> EvalError {
+    let at = |range: rnix::TextRange| {
+        (
+            Pos {
+                file,
+                offset: range.start().into(),
+            },
+            u32::from(range.len()).max(1),
+        )
+    };
+    let end = Pos {
+        file,
+        offset: text.len() as u32,
+    };
+    match err {
+        ParseError::Unexpected(range) => {
+            let (pos, len) = at(*range);
+            let found = text
+                .get(usize::from(range.start())..usize::from(range.end()))
+                .unwrap_or("")
+                .trim();
+            EvalError::syntax(format!("syntax error, unexpected '{found}'"), pos, len)
+        }
+        ParseError::UnexpectedExtra(range) => {
+            let (pos, len) = at(*range);
+            EvalError::syntax("syntax error, unexpected extra input", pos, len)
+        }
+        ParseError::UnexpectedWanted(got, range, wanted) => {
+            let (pos, len) = at(*range);
+            EvalError::syntax(
+                format!(
+                    "syntax error, unexpected {}, expecting {}",
+                    describe(*got),
+                    expecting(wanted)
+                ),
+                pos,
+                len,
+            )
+        }
+        ParseError::UnexpectedDoubleBind(range) => {
+            let (pos, len) = at(*range);
+            EvalError::syntax("syntax error, a function argument is bound twice", pos, len)
+        }
+        ParseError::UnexpectedEOF => {
+            EvalError::syntax("syntax error, unexpected end of file", end, 1)
+        }
+        ParseError::UnexpectedEOFWanted(wanted) => EvalError::syntax(
+            format!(
+                "syntax error, unexpected end of file, expecting {}",
+                expecting(wanted)
+            ),
+            end,
+            1,
+        ),
+        ParseError::DuplicatedArgs(range, name) => {
+            let (pos, len) = at(*range);
+            EvalError::syntax(
+                format!("duplicate formal function argument '{name}'"),
+                pos,
+                len,
+            )
+        }
+        ParseError::RecursionLimitExceeded => EvalError::unsupported(
+            "an expression nested this deeply",
+            Some(Pos { file, offset: 0 }),
+        ),
+        _ => EvalError::syntax(format!("syntax error, {err}"), Pos { file, offset: 0 }, 1),
+    }
+}
+
+fn expecting(wanted: &[SyntaxKind]) -> String {
+    let names: Vec<String> = wanted.iter().map(|k| describe(*k)).collect();
+    match names.as_slice() {
+        [] => "something else".to_owned(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// A token kind as Nix's parser names it.
+fn describe(kind: SyntaxKind) -> String {
+    use SyntaxKind::*;
+    let s = match kind {
+        TOKEN_ADD => "'+'",
+        TOKEN_AND_AND => "'&&'",
+        TOKEN_ASSIGN => "'='",
+        TOKEN_ASSERT => "'assert'",
+        TOKEN_AT => "'@'",
+        TOKEN_COLON => "':'",
+        TOKEN_COMMA => "','",
+        TOKEN_CONCAT => "'++'",
+        TOKEN_DIV => "'/'",
+        TOKEN_DOT => "'.'",
+        TOKEN_ELLIPSIS => "'...'",
+        TOKEN_ELSE => "'else'",
+        TOKEN_EQUAL => "'=='",
+        TOKEN_FLOAT => "float",
+        TOKEN_IDENT => "identifier",
+        TOKEN_IF => "'if'",
+        TOKEN_IMPLICATION => "'->'",
+        TOKEN_IN => "'in'",
+        TOKEN_INHERIT => "'inherit'",
+        TOKEN_INTEGER => "integer",
+        TOKEN_INTERPOL_END => "'}'",
+        TOKEN_INTERPOL_START => "'${'",
+        TOKEN_INVERT => "'!'",
+        TOKEN_L_BRACE => "'{'",
+        TOKEN_L_BRACK => "'['",
+        TOKEN_L_PAREN => "'('",
+        TOKEN_LESS => "'<'",
+        TOKEN_LESS_OR_EQ => "'<='",
+        TOKEN_LET => "'let'",
+        TOKEN_MORE => "'>'",
+        TOKEN_MORE_OR_EQ => "'>='",
+        TOKEN_MUL => "'*'",
+        TOKEN_NOT_EQUAL => "'!='",
+        TOKEN_OR => "'or'",
+        TOKEN_OR_OR => "'||'",
+        TOKEN_PATH_ABS | TOKEN_PATH_REL | TOKEN_PATH_HOME => "path",
+        TOKEN_PATH_SEARCH => "search path",
+        TOKEN_QUESTION => "'?'",
+        TOKEN_R_BRACE => "'}'",
+        TOKEN_R_BRACK => "']'",
+        TOKEN_R_PAREN => "')'",
+        TOKEN_REC => "'rec'",
+        TOKEN_SEMICOLON => "';'",
+        TOKEN_STRING_CONTENT => "string content",
+        TOKEN_STRING_END | TOKEN_STRING_START => "'\"'",
+        TOKEN_SUB => "'-'",
+        TOKEN_THEN => "'then'",
+        TOKEN_UPDATE => "'//'",
+        TOKEN_URI => "URI",
+        TOKEN_WITH => "'with'",
+        TOKEN_ERROR => "invalid token",
+        other => return format!("{other:?}").to_lowercase().replace('_', " "),
+    };
+    s.to_owned()
+}
