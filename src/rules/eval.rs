@@ -193,7 +193,7 @@ impl Evaluator {
                 Ok(Value::Path(Rc::from(joined)))
             }
             Expr::Search(name, pos) => Err(EvalError::unsupported(
-                format!("the search path <{name}>"),
+                format!("the search path {name}"),
                 Some(*pos),
             )),
             Expr::Interp(parts, _) => {
@@ -893,6 +893,7 @@ impl Evaluator {
         text: Rc<str>,
     ) -> Result<ThunkId, EvalError> {
         let id = self.sources.add(shown, path.clone(), text.clone());
+        super::syntax::check_nesting(id, &text)?;
         let parse = rnix::Root::parse(&text);
         if let Some(err) = parse.errors().first() {
             return Err(super::syntax::error(id, &text, err));
@@ -1052,5 +1053,313 @@ fn shown_relative(importer_shown: &str, importer_path: &Path, file: &Path) -> St
             super::normalize(&shown_dir.join(rel)).display().to_string()
         }
         _ => file.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::rules::evaluate_source;
+
+    #[track_caller]
+    fn check_eval(src: &str, expected: serde_json::Value) {
+        let dir = std::env::temp_dir();
+        match evaluate_source(src, &dir) {
+            Ok(v) => assert_eq!(v, expected, "{src}"),
+            Err(e) => panic!("{src}: {e}"),
+        }
+    }
+
+    #[track_caller]
+    fn check_err(src: &str, expected: &str) -> String {
+        let dir = std::env::temp_dir();
+        match evaluate_source(src, &dir) {
+            Ok(v) => panic!("{src}: evaluated to {v}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(expected),
+                    "{src}: wanted {expected:?} in:\n{msg}"
+                );
+                msg
+            }
+        }
+    }
+
+    #[test]
+    fn unused_failing_bindings_are_never_evaluated() {
+        check_eval("let a = throw \"no\"; b = 1; in b", json!(1));
+        check_eval("{ a = 1; b = throw \"no\"; }.a", json!(1));
+        check_eval("builtins.length [ (throw \"no\") ]", json!(1));
+        check_eval("(x: 2) (throw \"no\")", json!(2));
+        check_eval("({ a ? throw \"no\" }: 3) { }", json!(3));
+    }
+
+    #[test]
+    fn thunks_are_evaluated_once() {
+        // A shared thunk traced twice would print twice; the value must be the same object.
+        check_eval(
+            "let x = builtins.trace \"once\" 1; in [ x x ]",
+            json!([1, 1]),
+        );
+    }
+
+    #[test]
+    fn let_and_rec_bindings_see_each_other_in_any_order() {
+        check_eval("let a = b; b = 1; in a", json!(1));
+        check_eval("rec { a = b + 1; b = 1; }", json!({"a": 2, "b": 1}));
+        check_eval(
+            "let even = n: if n == 0 then true else odd (n - 1); odd = n: if n == 0 then false else even (n - 1); in even 10",
+            json!(true),
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_infinite_recursion_at_the_binding() {
+        let msg = check_err(
+            "let\n  a = b;\n  b = a;\nin a",
+            "infinite recursion encountered",
+        );
+        assert!(msg.contains("input.nix:2:7"), "{msg}");
+        check_err("rec { a = a; }.a", "infinite recursion encountered");
+    }
+
+    #[test]
+    fn unbounded_recursion_through_functions_is_a_clean_error() {
+        let msg = check_err("let f = n: f (n + 1); in f 0", "stack overflow");
+        assert!(msg.contains("input.nix:1:"), "{msg}");
+        check_err("let f = n: 1 + f n; in f 0", "stack overflow");
+    }
+
+    #[test]
+    fn deep_but_finite_recursion_works() {
+        check_eval(
+            "let f = n: if n == 0 then 0 else 1 + f (n - 1); in f 2000",
+            json!(2000),
+        );
+    }
+
+    #[test]
+    fn deeply_nested_input_is_an_error_not_a_crash() {
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        check_err(&deep, "unsupported in ragenix's evaluator");
+        let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+        check_err(&deep, "unsupported in ragenix's evaluator");
+    }
+
+    #[test]
+    fn attribute_paths_merge_like_nix() {
+        check_eval("{ a.b = 1; a.c = 2; }", json!({"a": {"b": 1, "c": 2}}));
+        check_eval(
+            "{ a.b = 1; a = { c = 2; }; }",
+            json!({"a": {"b": 1, "c": 2}}),
+        );
+        check_eval(
+            "{ a = { c = 2; }; a.b = 1; }",
+            json!({"a": {"b": 1, "c": 2}}),
+        );
+        check_eval(
+            "{ \"a.age\".publicKeys = [ ]; }",
+            json!({"a.age": {"publicKeys": []}}),
+        );
+        check_eval(
+            "let n = \"x\"; in { ${n} = 1; \"${n}y\" = 2; ${null} = 3; }",
+            json!({"x": 1, "xy": 2}),
+        );
+        check_eval("let a.b = 1; in a", json!({"b": 1}));
+    }
+
+    #[test]
+    fn duplicate_attributes_are_reported_where_nix_reports_them() {
+        let msg = check_err(
+            "{\n  a = 1;\n  a = 2;\n}",
+            "attribute 'a' already defined at input.nix:2:3",
+        );
+        assert!(msg.starts_with("input.nix:3:3: error:"), "{msg}");
+        check_err(
+            "{ a.b = 1; a.b = 2; }",
+            "attribute 'a.b' already defined at input.nix:1:3",
+        );
+        check_err("{ a = 1; a.b = 2; }", "attribute 'a.b' already defined");
+        check_err("let a = 1; a = 2; in a", "attribute 'a' already defined");
+        check_err(
+            "let x = 1; in { inherit x; x = 2; }",
+            "attribute 'x' already defined",
+        );
+        check_err("{ a = 1; ${\"a\"} = 2; }", "attribute 'a' already defined");
+        check_err(
+            "{ ${\"a\" + \"\"} = 1; ${\"a\" + \"\"} = 2; }",
+            "dynamic attribute 'a' already defined",
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_even_when_unused() {
+        check_err("let unused = nope; in 1", "undefined variable 'nope'");
+        check_err("with { }; nope", "undefined variable 'nope'");
+    }
+
+    #[test]
+    fn with_is_dynamic_and_loses_to_lexical_bindings() {
+        check_eval("with { a = 1; }; a", json!(1));
+        check_eval("let a = 2; in with { a = 1; }; a", json!(2));
+        check_eval("with { a = 1; }; with { a = 3; }; a", json!(3));
+        check_eval("with { a = 1; }; with { b = 3; }; a", json!(1));
+    }
+
+    #[test]
+    fn inherit_takes_from_the_enclosing_scope_or_a_set() {
+        check_eval("let x = 1; in { inherit x; }", json!({"x": 1}));
+        check_eval(
+            "let s = { a = 1; b = 2; }; in { inherit (s) a b; }",
+            json!({"a": 1, "b": 2}),
+        );
+        check_eval(
+            "let x = 1; in rec { inherit x; y = x; }",
+            json!({"x": 1, "y": 1}),
+        );
+        check_err(
+            "{ inherit (1) a; }.a",
+            "value is an integer while a set was expected",
+        );
+    }
+
+    #[test]
+    fn functions_with_patterns_defaults_and_at() {
+        check_eval(
+            "({ a, b ? a + 1, ... }@s: [ a b (builtins.attrNames s) ]) { a = 1; c = 2; }",
+            json!([1, 2, ["a", "c"]]),
+        );
+        check_eval("(a: b: a - b) 5 3", json!(2));
+        check_err("({ a }: a) { }", "called without required argument 'a'");
+        check_err(
+            "({ a }: a) { a = 1; b = 2; }",
+            "called with unexpected argument 'b'",
+        );
+        check_err(
+            "1 2",
+            "attempt to call something which is not a function but an integer",
+        );
+        check_eval("{ __functor = self: x: x + self.n; n = 1; } 2", json!(3));
+    }
+
+    #[test]
+    fn a_top_level_function_with_defaults_is_called() {
+        check_eval("{ x ? 1, ... }: { inherit x; }", json!({"x": 1}));
+        check_err("{ x }: x", "argument without a value ('x')");
+        check_err("x: x", "cannot convert a function to JSON");
+    }
+
+    #[test]
+    fn strings_interpolation_and_indented_strings() {
+        check_eval("let n = \"w\"; in \"a${n}b${\"c\"}\"", json!("awbc"));
+        check_eval(
+            "''\n  a\n    b\n  c ''${x} '''\n''",
+            json!("a\n  b\nc ${x} ''\n"),
+        );
+        check_eval("\"\\n\\t\\\\\\\"\\${x}\"", json!("\n\t\\\"${x}"));
+        check_err("\"${1}\"", "cannot coerce an integer to a string");
+        check_eval(
+            "\"${{ outPath = \"o\"; }}${{ __toString = s: \"t\"; }}\"",
+            json!("ot"),
+        );
+    }
+
+    #[test]
+    fn to_string_follows_nix() {
+        check_eval(
+            "map toString [ 1 1.5 null true false \"s\" [ 1 [ ] 2 ] [ [ ] 1 ] [ 1 [ ] ] ]",
+            json!(["1", "1.500000", "", "1", "", "s", "1 2", "1", "1 "]),
+        );
+    }
+
+    #[test]
+    fn numbers_keep_nix_int_and_float_types() {
+        check_eval(
+            "[ (7 / 2) (7 / 2.0) (1 + 1.0) 3.0 0.1 (1 / 3.0) 1.0e20 ]",
+            json!([3, 3.5, 2, 3, 0.1, 0.333333, 1e20]),
+        );
+        check_eval(
+            "[ (-1) (- 2.5) (2 * 3) (9223372036854775807 + 1) ]",
+            json!([-1, -2.5, 6, i64::MIN]),
+        );
+        check_err("1 / 0", "division by zero");
+        check_err("1 + \"a\"", "cannot add a string to an integer");
+    }
+
+    #[test]
+    fn operators() {
+        check_eval("[ ([1] ++ [2]) ({a = 1; b = 1;} // {a = 2;}) (1 < 2) (\"b\" > \"a\") (2 >= 2) (1 <= 0) ]", json!([[1, 2], {"a": 2, "b": 1}, true, true, true, false]));
+        check_eval(
+            "[ (true && false) (false || true) (false -> throw \"lazy\") (!false) ]",
+            json!([false, true, true, true]),
+        );
+        check_eval("[ (1 == 1.0) ([ 1 { a = [ 2 ]; } ] == [ 1 { a = [ 2 ]; } ]) ((x: x) == (x: x)) (null != 1) ]", json!([true, true, false, true]));
+        check_eval(
+            "[ ({ a.b = 1; } ? a.b) ({ } ? a.b) (1 ? a) ]",
+            json!([true, false, false]),
+        );
+        check_eval(
+            "[ ({ a = 1; }.b or 2) ({ a = 1; }.a or 2) ((1).a or 3) ]",
+            json!([2, 1, 3]),
+        );
+        check_err("{ a = 1; }.b", "attribute 'b' missing");
+        check_err(
+            "if 1 then 2 else 3",
+            "value is an integer while a Boolean was expected",
+        );
+        check_err("1 ++ [ ]", "value is an integer while a list was expected");
+        check_err("1 < \"a\"", "cannot compare an integer with a string");
+    }
+
+    #[test]
+    fn assert_failure_names_the_condition() {
+        check_eval("assert 1 == 1; 2", json!(2));
+        let msg = check_err("assert 1 == 2; 2", "assertion '1 == 2' failed");
+        assert!(msg.starts_with("input.nix:1:1:"), "{msg}");
+    }
+
+    #[test]
+    fn paths_are_absolute_and_canonical() {
+        let dir = std::env::temp_dir();
+        let got = evaluate_source(
+            "[ ./a/../b/. (./x + \"/y\") (toString ./.) (builtins.typeOf ./.) ]",
+            &dir,
+        )
+        .unwrap();
+        let base = crate::rules::lower::canon_path(&dir.to_string_lossy());
+        let base = base.to_string_lossy();
+        assert_eq!(
+            got,
+            json!([format!("{base}/b"), format!("{base}/x/y"), base, "path"])
+        );
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named_with_their_location() {
+        let msg = check_err(
+            "{\n  a = <nixpkgs>;\n}",
+            "the search path <nixpkgs> is unsupported in ragenix's evaluator",
+        );
+        assert!(msg.starts_with("input.nix:2:7:"), "{msg}");
+        let msg = check_err(
+            "let x = 1; in\n  builtins.fetchGit { }",
+            "builtins.fetchGit is unsupported in ragenix's evaluator",
+        );
+        assert!(msg.starts_with("input.nix:2:3:"), "{msg}");
+        check_err("1 |> (x: x)", "unsupported in ragenix's evaluator");
+    }
+
+    #[test]
+    fn syntax_errors_are_located_with_a_snippet() {
+        let msg = check_err(
+            "{\n  a = 1\n  b = 2;\n}",
+            "syntax error, unexpected '=', expecting ';'",
+        );
+        assert!(msg.starts_with("input.nix:3:5: error:"), "{msg}");
+        assert!(msg.contains("3 │   b = 2;"), "no snippet in:\n{msg}");
+        assert!(!msg.contains('\u{1b}'), "colours in:\n{msg}");
+        check_err("{", "unexpected end of file");
     }
 }

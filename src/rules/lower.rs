@@ -334,7 +334,7 @@ impl<'a> Lowerer<'a> {
             }
             ast::Expr::AttrSet(set) => {
                 let tree = self.collect_tree(&set, set.rec_token().is_some(), false)?;
-                Expr::Attrs(Rc::new(self.lower_tree(tree)?))
+                Expr::Attrs(Rc::new(self.lower_tree(tree, pos)?))
             }
             ast::Expr::LetIn(l) => {
                 let tree = self.collect_tree(&l, true, true)?;
@@ -669,13 +669,23 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Lowers a set: for `rec`, in a new scope of its static names.
-    fn lower_tree(&mut self, tree: Tree) -> Result<AttrsDef, EvalError> {
-        if !tree.rec {
-            return self.lower_tree_in_scope(tree);
+    fn lower_tree(&mut self, tree: Tree, pos: Pos) -> Result<AttrsDef, EvalError> {
+        self.depth += 1;
+        if self.depth > MAX_LOWER_DEPTH {
+            return Err(EvalError::unsupported(
+                "an attribute path nested this deeply",
+                Some(pos),
+            ));
         }
-        self.scopes.push(Scope::Static(tree.scope_names()));
-        let out = self.lower_tree_in_scope(tree);
-        self.scopes.pop();
+        let out = if tree.rec {
+            self.scopes.push(Scope::Static(tree.scope_names()));
+            let out = self.lower_tree_in_scope(tree);
+            self.scopes.pop();
+            out
+        } else {
+            self.lower_tree_in_scope(tree)
+        };
+        self.depth -= 1;
         out
     }
 
@@ -687,7 +697,7 @@ impl<'a> Lowerer<'a> {
             let (value, outer, pos) = match entry {
                 Entry::Value(e, pos) => (self.lower(Some(e), pos)?, false, pos),
                 Entry::Nested(t, pos) => (
-                    Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t)?))),
+                    Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t, pos)?))),
                     false,
                     pos,
                 ),
@@ -729,7 +739,7 @@ impl<'a> Lowerer<'a> {
             };
             let value = match value {
                 TreeValue::Expr(e) => self.lower(Some(e), pos)?,
-                TreeValue::Nested(t) => Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t)?))),
+                TreeValue::Nested(t) => Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t, pos)?))),
             };
             dynamics.push(DynBinding { name, value, pos });
         }

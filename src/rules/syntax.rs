@@ -5,6 +5,40 @@ use rnix::{ParseError, SyntaxKind};
 
 use super::diag::{EvalError, Pos};
 
+/// Bracket nesting beyond which we do not parse: rnix's parser gets slow (quadratic) on very deep
+/// trees, and real rules files never come close. Nix itself accepts more, so this is
+/// "unsupported" (and may fall back to `nix-instantiate`), not an error.
+const MAX_NESTING: usize = 1000;
+
+/// Rejects input nested deeper than [`MAX_NESTING`] brackets, before parsing it.
+pub(crate) fn check_nesting(file: u32, text: &str) -> Result<(), EvalError> {
+    use SyntaxKind::*;
+    let mut depth = 0usize;
+    let mut offset = 0usize;
+    for (kind, token) in rnix::tokenize(text) {
+        match kind {
+            TOKEN_L_BRACE | TOKEN_L_BRACK | TOKEN_L_PAREN | TOKEN_INTERPOL_START => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(EvalError::unsupported(
+                        format!("nesting deeper than {MAX_NESTING} brackets"),
+                        Some(Pos {
+                            file,
+                            offset: offset as u32,
+                        }),
+                    ));
+                }
+            }
+            TOKEN_R_BRACE | TOKEN_R_BRACK | TOKEN_R_PAREN | TOKEN_INTERPOL_END => {
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        offset += token.len();
+    }
+    Ok(())
+}
+
 /// The first parse error of file `file`, located.
 pub(crate) fn error(file: u32, text: &str, err: &ParseError) -> EvalError {
     let at = |range: rnix::TextRange| {
