@@ -218,3 +218,97 @@ fn fixture_errors_are_reported_where_real_nix_reports_them() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+fn write_rules(dir: &Path, text: &str) -> PathBuf {
+    let file = dir.join("secrets.nix");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn validation_errors_point_at_the_attribute_in_the_rules_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_rules(
+        dir.path(),
+        "let k = \"age1x\"; in\n{\n  \"a.age\".publicKeys = [ k ];\n  \"a.age\".armor = \"yes\";\n}\n",
+    );
+    let err = rules::Rules::load(&file, &rules::LoadOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("secrets.nix:4:3: secret \"a.age\": armor must be a boolean"),
+        "{msg}"
+    );
+
+    let file = write_rules(dir.path(), "{\n  b = { armor = true; };\n}\n");
+    let msg = rules::Rules::load(&file, &rules::LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("secrets.nix:2:3: secret \"b\" has no publicKeys"),
+        "{msg}"
+    );
+
+    let file = write_rules(dir.path(), "{\n  c.publicKeys = [ [ \"k\" ] ];\n}\n");
+    let rules = rules::Rules::load(&file, &rules::LoadOptions::default()).unwrap();
+    assert!(
+        rules.warnings[0].contains("secrets.nix:2:3: secret \"c\""),
+        "{:?}",
+        rules.warnings
+    );
+}
+
+#[test]
+fn keys_read_with_read_file_keep_their_newline_until_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k.pub"), "age1key\n").unwrap();
+    let file = write_rules(
+        dir.path(),
+        "{ \"a.age\".publicKeys = [ (builtins.readFile ./k.pub) ]; }",
+    );
+    let json = rules::evaluate(&file, &rules::LoadOptions::default()).unwrap();
+    assert_eq!(json["a.age"]["publicKeys"][0], "age1key\n");
+    let rules = rules::Rules::load(&file, &rules::LoadOptions::default()).unwrap();
+    assert_eq!(rules.secrets[0].public_keys, ["age1key"]);
+}
+
+#[test]
+fn unsupported_constructs_fall_back_to_nix_instantiate() {
+    let test = "unsupported_constructs_fall_back_to_nix_instantiate";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_rules(
+        dir.path(),
+        "{ \"a.age\".publicKeys = [ (builtins.hashString \"sha256\" \"k\") ]; }",
+    );
+    let own = rules::evaluate_own(&file).unwrap_err().to_string();
+    assert!(
+        own.contains(
+            "secrets.nix:1:27: error: builtins.hashString is unsupported in ragenix's evaluator"
+        ),
+        "{own}"
+    );
+    if !require_program(test, "nix-instantiate") {
+        return;
+    }
+    let json = rules::evaluate(&file, &rules::LoadOptions { verbose: true }).unwrap();
+    assert_eq!(
+        json["a.age"]["publicKeys"][0],
+        "8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a"
+    );
+}
+
+#[test]
+fn ordinary_errors_never_fall_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_rules(
+        dir.path(),
+        "{ \"a.age\".publicKeys = [ (throw \"no key\") ]; }",
+    );
+    let msg = rules::evaluate(&file, &rules::LoadOptions { verbose: true })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with(&format!("{}:1:27: error: no key", file.display())),
+        "{msg}"
+    );
+    assert!(!msg.contains("nix-instantiate"), "{msg}");
+}

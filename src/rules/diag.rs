@@ -149,10 +149,7 @@ impl EvalError {
             miette::MietteDiagnostic::new(message)
                 .with_label(miette::LabeledSpan::at(start..end, "here")),
         )
-        .with_source_code(miette::NamedSource::new(
-            sources.show(pos),
-            src.text.to_string(),
-        ));
+        .with_source_code(miette::NamedSource::new(&src.shown, src.text.to_string()));
         let mut snippet = String::new();
         let handler =
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())

@@ -935,7 +935,7 @@ impl Evaluator {
     /// Deeply forces a value and converts it to JSON as Nix's `--strict --json` does,
     /// recording where the first two levels of attributes were defined.
     pub fn json_of(&mut self, v: Value, locations: &mut Locations) -> Result<Json, EvalError> {
-        self.json_inner(v, None, 0, &mut Vec::new(), locations)
+        self.json_inner(v, None, 0, None, locations)
     }
 
     fn json_inner(
@@ -943,7 +943,7 @@ impl Evaluator {
         v: Value,
         pos: Option<Pos>,
         level: usize,
-        path: &mut Vec<String>,
+        secret: Option<&str>,
         locations: &mut Locations,
     ) -> Result<Json, EvalError> {
         self.enter(pos)?;
@@ -960,25 +960,28 @@ impl Evaluator {
                     let mut out = Vec::with_capacity(l.len());
                     for t in l.iter() {
                         let item = self.force(*t, pos)?;
-                        out.push(self.json_inner(item, pos, level + 1, path, locations)?);
+                        out.push(self.json_inner(item, pos, level + 1, secret, locations)?);
                     }
                     Json::Array(out)
                 }
                 Value::Attrs(a) => {
                     if let Some(o) = a.get("outPath") {
                         let o = self.force(o.value, o.pos.or(pos))?;
-                        return self.json_inner(o, pos, level, path, locations);
+                        return self.json_inner(o, pos, level, secret, locations);
                     }
                     let mut out = serde_json::Map::new();
                     for (k, attr) in a.iter() {
-                        let shown = attr.pos.map(|p| self.sources.show(p));
+                        let shown = match level {
+                            0 | 1 => attr.pos.map(|p| self.sources.show(p)),
+                            _ => None,
+                        };
                         match level {
                             0 => {
                                 locations.insert(k.to_string(), (shown, BTreeMap::new()));
                             }
                             1 => {
                                 if let (Some(s), Some(entry)) =
-                                    (shown, path.first().and_then(|n| locations.get_mut(n)))
+                                    (shown, secret.and_then(|n| locations.get_mut(n)))
                                 {
                                     entry.1.insert(k.to_string(), s);
                                 }
@@ -986,9 +989,9 @@ impl Evaluator {
                             _ => {}
                         }
                         let item = self.force(attr.value, attr.pos.or(pos))?;
-                        path.push(k.to_string());
-                        let j = self.json_inner(item, attr.pos.or(pos), level + 1, path, locations);
-                        path.pop();
+                        let inner = if level == 0 { Some(&**k) } else { secret };
+                        let j =
+                            self.json_inner(item, attr.pos.or(pos), level + 1, inner, locations);
                         out.insert(k.to_string(), j?);
                     }
                     Json::Object(out)

@@ -594,7 +594,7 @@ impl<'a> Lowerer<'a> {
         value: ast::Expr,
         pos: Pos,
     ) -> Result<(), EvalError> {
-        let shown = show_path(attrs);
+        let shown = || show_path(attrs);
         let mut cur = tree;
         for (i, attr) in attrs.iter().enumerate() {
             let last = i + 1 == attrs.len();
@@ -627,7 +627,7 @@ impl<'a> Lowerer<'a> {
                             }
                             existing.dynamics.extend(added.dynamics);
                         }
-                        (old, _) => return Err(dup_error(&shown, pos, entry_pos(old))),
+                        (old, _) => return Err(dup_error(&shown(), pos, entry_pos(old))),
                     },
                 }
                 return Ok(());
@@ -635,7 +635,7 @@ impl<'a> Lowerer<'a> {
             let j = match cur.names.get(&name) {
                 Some(&j) => {
                     if !matches!(cur.entries[j].1, Entry::Nested(..)) {
-                        return Err(dup_error(&shown, pos, entry_pos(&cur.entries[j].1)));
+                        return Err(dup_error(&shown(), pos, entry_pos(&cur.entries[j].1)));
                     }
                     j
                 }
