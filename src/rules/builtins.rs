@@ -308,7 +308,7 @@ pub(crate) fn call(
             Value::List(Rc::new(set.values().map(|v| v.value).collect()))
         }
         "baseNameOf" => {
-            let s = coerce(ev, a(0), false, p)?;
+            let s = coerce(ev, a(0), false, false, p)?;
             Value::str(base_name_of(&s))
         }
         "dirOf" => match ev.force(a(0), p)? {
@@ -317,7 +317,7 @@ pub(crate) fn call(
                 Value::Path(Rc::from(PathBuf::from(dir_of(&s))))
             }
             other => {
-                let s = ev.coerce_to_string(other, false, here)?;
+                let s = ev.coerce_to_string(other, false, false, here)?;
                 Value::str(&dir_of(&s))
             }
         },
@@ -361,7 +361,7 @@ pub(crate) fn call(
                 if i > 0 {
                     out.push_str(&sep);
                 }
-                out.push_str(&coerce(ev, *t, false, p)?);
+                out.push_str(&coerce(ev, *t, false, true, p)?);
             }
             Value::str(&out)
         }
@@ -743,11 +743,11 @@ pub(crate) fn call(
             let sorted = merge_sort(ev, &f, &list, p)?;
             Value::List(Rc::new(sorted))
         }
-        "stringLength" => Value::Int(coerce(ev, a(0), false, p)?.len() as i64),
+        "stringLength" => Value::Int(coerce(ev, a(0), false, true, p)?.len() as i64),
         "substring" => {
             let start = ev.force_int(a(0), p)?;
             let len = ev.force_int(a(1), p)?;
-            let s = coerce(ev, a(2), false, p)?;
+            let s = coerce(ev, a(2), false, true, p)?;
             if start < 0 {
                 return Err(EvalError::eval("negative start position in 'substring'", p));
             }
@@ -761,7 +761,7 @@ pub(crate) fn call(
             Value::str(&String::from_utf8_lossy(&bytes[start..end]))
         }
         "toPath" => {
-            let s = coerce(ev, a(0), false, p)?;
+            let s = coerce(ev, a(0), false, false, p)?;
             if !s.starts_with('/') {
                 return Err(EvalError::eval(
                     format!("string '{s}' doesn't represent an absolute path"),
@@ -770,7 +770,7 @@ pub(crate) fn call(
             }
             Value::str(&canon_path(&s).to_string_lossy())
         }
-        "toString" => Value::str(&coerce(ev, a(0), true, p)?),
+        "toString" => Value::str(&coerce(ev, a(0), true, false, p)?),
         "unsafeDiscardStringContext" => Value::Str(ev.force_str(a(0), p)?),
         "trace" => {
             let v = ev.force(a(0), p)?;
@@ -795,9 +795,16 @@ fn attrs(ev: &mut Evaluator, t: ThunkId, p: Option<Pos>) -> Result<Rc<Attrs>, Ev
     }
 }
 
-fn coerce(ev: &mut Evaluator, t: ThunkId, more: bool, p: Option<Pos>) -> Result<String, EvalError> {
+/// Forces and coerces to a string; `copy`: paths become the store paths Nix would copy them to.
+fn coerce(
+    ev: &mut Evaluator,
+    t: ThunkId,
+    more: bool,
+    copy: bool,
+    p: Option<Pos>,
+) -> Result<String, EvalError> {
     let v = ev.force(t, p)?;
-    ev.coerce_to_string(v, more, p.unwrap_or(Pos { file: 0, offset: 0 }))
+    ev.coerce_to_string(v, more, copy, p.unwrap_or(Pos { file: 0, offset: 0 }))
         .map_err(|e| {
             if p.is_none() {
                 EvalError { pos: None, ..e }
@@ -808,12 +815,12 @@ fn coerce(ev: &mut Evaluator, t: ThunkId, more: bool, p: Option<Pos>) -> Result<
 }
 
 fn to_string(ev: &mut Evaluator, t: ThunkId, p: Option<Pos>) -> Result<String, EvalError> {
-    coerce(ev, t, false, p)
+    coerce(ev, t, false, true, p)
 }
 
 /// Nix's `coerceToPath`: a path, or a string holding an absolute path.
 fn coerce_to_path(ev: &mut Evaluator, t: ThunkId, p: Option<Pos>) -> Result<PathBuf, EvalError> {
-    let s = coerce(ev, t, false, p)?;
+    let s = coerce(ev, t, false, false, p)?;
     if !s.starts_with('/') {
         return Err(EvalError::eval(
             format!("string '{s}' doesn't represent an absolute path"),

@@ -40,6 +40,8 @@ pub(crate) struct Evaluator {
     root_shown: String,
     /// Names of the base scope (builtins) and their slots.
     globals: HashMap<Rc<str>, u32>,
+    /// Store paths already computed, by source path.
+    store_paths: HashMap<PathBuf, String>,
 }
 
 impl Evaluator {
@@ -54,6 +56,7 @@ impl Evaluator {
             home: std::env::var_os("HOME").map(PathBuf::from),
             root_shown: root_shown.to_owned(),
             globals: HashMap::new(),
+            store_paths: HashMap::new(),
         };
         let (names, slots) = builtins::globals(&mut ev);
         ev.globals = names;
@@ -184,7 +187,7 @@ impl Evaluator {
                         Part::Lit(s) => text.push_str(s),
                         Part::Expr(e, p) => {
                             let v = self.eval(e, env)?;
-                            text.push_str(&self.coerce_to_string(v, false, *p)?);
+                            text.push_str(&self.coerce_to_string(v, false, false, *p)?);
                         }
                     }
                 }
@@ -203,7 +206,7 @@ impl Evaluator {
                         Part::Lit(s) => text.push_str(s),
                         Part::Expr(e, p) => {
                             let v = self.eval(e, env)?;
-                            text.push_str(&self.coerce_to_string(v, false, *p)?);
+                            text.push_str(&self.coerce_to_string(v, false, true, *p)?);
                         }
                     }
                 }
@@ -587,34 +590,43 @@ impl Evaluator {
         }
     }
 
-    /// Nix's `coerceToString`; `more` is `toString`'s wider set of accepted types.
+    /// Nix's `coerceToString`; `more` is `toString`'s wider set of accepted types, `copy`
+    /// turns paths into the store paths Nix would copy them to.
     pub fn coerce_to_string(
         &mut self,
         v: Value,
         more: bool,
+        copy: bool,
         pos: Pos,
     ) -> Result<String, EvalError> {
         self.enter(Some(pos))?;
-        let out = self.coerce_inner(v, more, pos);
+        let out = self.coerce_inner(v, more, copy, pos);
         self.depth -= 1;
         out
     }
 
-    fn coerce_inner(&mut self, v: Value, more: bool, pos: Pos) -> Result<String, EvalError> {
+    fn coerce_inner(
+        &mut self,
+        v: Value,
+        more: bool,
+        copy: bool,
+        pos: Pos,
+    ) -> Result<String, EvalError> {
         let shown = v.show_type();
         match v {
             Value::Str(s) => return Ok(s.to_string()),
+            Value::Path(p) if copy => return self.copy_to_store(&p, Some(pos)),
             Value::Path(p) => return Ok(p.to_string_lossy().into_owned()),
             Value::Attrs(a) => {
                 if let Some(f) = a.get("__toString") {
                     let f = self.force(f.value, Some(pos))?;
                     let me = self.done(Value::Attrs(a.clone()));
                     let r = self.apply(f, me, Some(pos))?;
-                    return self.coerce_to_string(r, more, pos);
+                    return self.coerce_to_string(r, more, copy, pos);
                 }
                 if let Some(o) = a.get("outPath") {
                     let o = self.force(o.value, Some(pos))?;
-                    return self.coerce_to_string(o, more, pos);
+                    return self.coerce_to_string(o, more, copy, pos);
                 }
             }
             _ if more => match v {
@@ -627,7 +639,7 @@ impl Evaluator {
                     for (i, t) in l.iter().enumerate() {
                         let item = self.force(*t, Some(pos))?;
                         let empty_list = matches!(&item, Value::List(x) if x.is_empty());
-                        out.push_str(&self.coerce_to_string(item, more, pos)?);
+                        out.push_str(&self.coerce_to_string(item, more, copy, pos)?);
                         if i + 1 < l.len() && !empty_list {
                             out.push(' ');
                         }
@@ -642,6 +654,25 @@ impl Evaluator {
             format!("cannot coerce {shown} to a string"),
             Some(pos),
         ))
+    }
+
+    /// The store path Nix would copy `path` to (nothing is written).
+    pub fn copy_to_store(&mut self, path: &Path, pos: Option<Pos>) -> Result<String, EvalError> {
+        if let Some(s) = self.store_paths.get(path) {
+            return Ok(s.clone());
+        }
+        let s = super::store::store_path(path).map_err(|e| {
+            let reason = match e.kind() {
+                std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
+                _ => e.to_string(),
+            };
+            EvalError::eval(
+                format!("getting status of '{}': {reason}", path.display()),
+                pos,
+            )
+        })?;
+        self.store_paths.insert(path.to_path_buf(), s.clone());
+        Ok(s)
     }
 
     // ----- operators ----------------------------------------------------------------------
@@ -727,12 +758,12 @@ impl Evaluator {
                     ))
                 }
                 (Path(p), other) => {
-                    let s = self.coerce_to_string(other, false, pos)?;
+                    let s = self.coerce_to_string(other, false, false, pos)?;
                     Path(Rc::from(canon_path(&format!("{}{s}", p.to_string_lossy()))))
                 }
                 (first, other) => {
-                    let mut s = self.coerce_to_string(first, false, pos)?;
-                    s.push_str(&self.coerce_to_string(other, false, pos)?);
+                    let mut s = self.coerce_to_string(first, false, true, pos)?;
+                    s.push_str(&self.coerce_to_string(other, false, true, pos)?);
                     Value::str(&s)
                 }
             },
@@ -955,7 +986,7 @@ impl Evaluator {
                 Value::Float(f) => serde_json::from_str(&format_float_json(f))
                     .unwrap_or_else(|_| Json::String(format_float_json(f))),
                 Value::Str(s) => Json::String(s.to_string()),
-                Value::Path(p) => Json::String(p.to_string_lossy().into_owned()),
+                Value::Path(p) => Json::String(self.copy_to_store(&p, pos)?),
                 Value::List(l) => {
                     let mut out = Vec::with_capacity(l.len());
                     for t in l.iter() {
@@ -1326,17 +1357,28 @@ mod tests {
     #[test]
     fn paths_are_absolute_and_canonical() {
         let dir = std::env::temp_dir();
-        let got = evaluate_source(
-            "[ ./a/../b/. (./x + \"/y\") (toString ./.) (builtins.typeOf ./.) ]",
-            &dir,
-        )
-        .unwrap();
+        let got = evaluate_source("map toString [ ./a/../b/. (./x + \"/y\") ./. ]", &dir).unwrap();
         let base = crate::rules::lower::canon_path(&dir.to_string_lossy());
         let base = base.to_string_lossy();
         assert_eq!(
             got,
-            json!([format!("{base}/b"), format!("{base}/x/y"), base, "path"])
+            json!([format!("{base}/b"), format!("{base}/x/y"), base])
         );
+        check_eval("builtins.typeOf ./.", json!("path"));
+    }
+
+    #[test]
+    fn paths_in_output_and_interpolation_become_store_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("foo"), "hi\n").unwrap();
+        let store = "/nix/store/6mlv4zpsh5r2q4nb94lpkma95g744zvi-foo";
+        let got = evaluate_source("[ ./foo \"${./foo}\" (\"\" + ./foo) ]", dir.path()).unwrap();
+        assert_eq!(got, json!([store, store, store]));
+        let msg = evaluate_source("{ a = ./missing; }", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("getting status of '"), "{msg}");
+        assert!(msg.contains("missing': No such file or directory"), "{msg}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod diag;
 mod eval;
 mod lower;
 mod nix_fallback;
+mod store;
 mod syntax;
 mod value;
 
