@@ -162,3 +162,80 @@ impl EvalError {
         out
     }
 }
+
+/// Where a rules file's secrets and their attributes were defined, by position in name order
+/// (the order of the evaluated JSON objects): the i-th secret, and the j-th attribute of it.
+/// Kept compact (no per-attribute strings) because it is built for every evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    files: Vec<String>,
+    secrets: Vec<Option<Loc>>,
+    /// For secret i, its attributes are `attrs[attr_start[i]..attr_start[i + 1]]`.
+    attr_start: Vec<u32>,
+    attrs: Vec<Option<Loc>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    file: u32,
+    line: u32,
+    col: u32,
+}
+
+impl Locations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `file:line:col` of the i-th secret's definition.
+    pub fn secret(&self, i: usize) -> Option<String> {
+        self.show(*self.secrets.get(i)?)
+    }
+
+    /// `file:line:col` of the j-th attribute of the i-th secret.
+    pub fn attr(&self, i: usize, j: usize) -> Option<String> {
+        let start = *self.attr_start.get(i)? as usize;
+        let end = self
+            .attr_start
+            .get(i + 1)
+            .map_or(self.attrs.len(), |e| *e as usize);
+        if start + j >= end {
+            return None;
+        }
+        self.show(self.attrs[start + j])
+    }
+
+    fn show(&self, loc: Option<Loc>) -> Option<String> {
+        let loc = loc?;
+        Some(format!(
+            "{}:{}:{}",
+            self.files.get(loc.file as usize)?,
+            loc.line,
+            loc.col
+        ))
+    }
+
+    pub(crate) fn push_secret(&mut self, sources: &Sources, pos: Option<Pos>) {
+        self.secrets.push(pos.map(|p| loc(sources, p)));
+        self.attr_start.push(self.attrs.len() as u32);
+    }
+
+    pub(crate) fn push_attr(&mut self, sources: &Sources, pos: Option<Pos>) {
+        if !self.secrets.is_empty() {
+            self.attrs.push(pos.map(|p| loc(sources, p)));
+        }
+    }
+
+    pub(crate) fn set_files(&mut self, sources: &Sources) {
+        self.files = sources.files.iter().map(|f| f.shown.clone()).collect();
+    }
+}
+
+fn loc(sources: &Sources, pos: Pos) -> Loc {
+    let (line, col) = sources.line_col(pos);
+    Loc {
+        file: pos.file,
+        line: line as u32,
+        col: col as u32,
+    }
+}

@@ -2,7 +2,7 @@
 //! loading and `import`, and the strict conversion to JSON that `nix-instantiate --eval --strict
 //! --json` performs. Builtins live in `builtins.rs`; parsing and scoping in `lower.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -23,9 +23,7 @@ const MAX_DEPTH: u32 = 10_000;
 /// Stack of the evaluation thread: generous, as deep but legitimate recursion is common in Nix.
 pub(crate) const STACK_SIZE: usize = 1 << 30;
 
-/// Where each attribute of the result was defined: secret name → (its position, attribute
-/// name → position).
-pub type Locations = BTreeMap<String, (Option<String>, BTreeMap<String, String>)>;
+pub use super::diag::Locations;
 
 pub(crate) struct Evaluator {
     pub sources: Sources,
@@ -924,6 +922,10 @@ impl Evaluator {
         text: Rc<str>,
     ) -> Result<ThunkId, EvalError> {
         let id = self.sources.add(shown, path.clone(), text.clone());
+        // Growing these arenas by doubling frees large blocks, which makes glibc's allocator
+        // consolidate every small free chunk each time; sizing them from the source avoids it.
+        self.thunks.reserve(text.len() / 8);
+        self.envs.reserve(text.len() / 64);
         super::syntax::check_nesting(id, &text)?;
         let parse = rnix::Root::parse(&text);
         if let Some(err) = parse.errors().first() {
@@ -966,7 +968,9 @@ impl Evaluator {
     /// Deeply forces a value and converts it to JSON as Nix's `--strict --json` does,
     /// recording where the first two levels of attributes were defined.
     pub fn json_of(&mut self, v: Value, locations: &mut Locations) -> Result<Json, EvalError> {
-        self.json_inner(v, None, 0, None, locations)
+        let json = self.json_inner(v, None, 0, locations)?;
+        locations.set_files(&self.sources);
+        Ok(json)
     }
 
     fn json_inner(
@@ -974,7 +978,6 @@ impl Evaluator {
         v: Value,
         pos: Option<Pos>,
         level: usize,
-        secret: Option<&str>,
         locations: &mut Locations,
     ) -> Result<Json, EvalError> {
         self.enter(pos)?;
@@ -991,38 +994,24 @@ impl Evaluator {
                     let mut out = Vec::with_capacity(l.len());
                     for t in l.iter() {
                         let item = self.force(*t, pos)?;
-                        out.push(self.json_inner(item, pos, level + 1, secret, locations)?);
+                        out.push(self.json_inner(item, pos, level + 1, locations)?);
                     }
                     Json::Array(out)
                 }
                 Value::Attrs(a) => {
                     if let Some(o) = a.get("outPath") {
                         let o = self.force(o.value, o.pos.or(pos))?;
-                        return self.json_inner(o, pos, level, secret, locations);
+                        return self.json_inner(o, pos, level, locations);
                     }
                     let mut out = serde_json::Map::new();
                     for (k, attr) in a.iter() {
-                        let shown = match level {
-                            0 | 1 => attr.pos.map(|p| self.sources.show(p)),
-                            _ => None,
-                        };
                         match level {
-                            0 => {
-                                locations.insert(k.to_string(), (shown, BTreeMap::new()));
-                            }
-                            1 => {
-                                if let (Some(s), Some(entry)) =
-                                    (shown, secret.and_then(|n| locations.get_mut(n)))
-                                {
-                                    entry.1.insert(k.to_string(), s);
-                                }
-                            }
+                            0 => locations.push_secret(&self.sources, attr.pos),
+                            1 => locations.push_attr(&self.sources, attr.pos),
                             _ => {}
                         }
                         let item = self.force(attr.value, attr.pos.or(pos))?;
-                        let inner = if level == 0 { Some(&**k) } else { secret };
-                        let j =
-                            self.json_inner(item, attr.pos.or(pos), level + 1, inner, locations);
+                        let j = self.json_inner(item, attr.pos.or(pos), level + 1, locations);
                         out.insert(k.to_string(), j?);
                     }
                     Json::Object(out)

@@ -221,15 +221,14 @@ impl Rules {
         locations: &Locations,
     ) -> Result<Rules, RulesError> {
         let file_shown = file.display().to_string();
-        let at = |name: &str, attr: Option<&str>| -> String {
-            let entry = locations.get(name);
-            let found = match (entry, attr) {
-                (Some((_, attrs)), Some(a)) => attrs.get(a).cloned(),
-                (Some((pos, _)), None) => pos.clone(),
-                _ => None,
-            };
+        // Secrets are visited in name order, which is the order `locations` records them in.
+        let at = |i: usize, rule: &Json, attr: Option<&str>| -> String {
+            let found = attr.and_then(|a| {
+                let j = rule.as_object()?.keys().position(|k| k == a)?;
+                locations.attr(i, j)
+            });
             found
-                .or_else(|| entry.and_then(|(p, _)| p.clone()))
+                .or_else(|| locations.secret(i))
                 .unwrap_or_else(|| file_shown.clone())
         };
         let shown = file.display();
@@ -244,32 +243,32 @@ impl Rules {
         let mut warnings = Vec::new();
         let mut names: Vec<&String> = top.keys().collect();
         names.sort();
-        for name in names {
+        for (i, name) in names.into_iter().enumerate() {
             let rule = &top[name];
             let attrs = rule.as_object().ok_or_else(|| {
                 RulesError::new(format!(
                     "{}: secret \"{name}\" must be an attribute set, not {}",
-                    at(name, None),
+                    at(i, rule, None),
                     json_type(rule)
                 ))
             })?;
             let keys = attrs.get("publicKeys").ok_or_else(|| {
                 RulesError::new(format!(
                     "{}: secret \"{name}\" has no publicKeys attribute",
-                    at(name, None)
+                    at(i, rule, None)
                 ))
             })?;
             let mut flat = Vec::new();
             let nested = flatten_keys(keys, &mut flat).map_err(|what| {
                 RulesError::new(format!(
                     "{}: secret \"{name}\": publicKeys must be a list of strings, found {what}",
-                    at(name, Some("publicKeys"))
+                    at(i, rule, Some("publicKeys"))
                 ))
             })?;
             if nested {
                 warnings.push(format!(
                     "{}: secret \"{name}\": publicKeys contains a nested list; it was flattened",
-                    at(name, Some("publicKeys"))
+                    at(i, rule, Some("publicKeys"))
                 ));
             }
             let mut public_keys: Vec<String> = Vec::with_capacity(flat.len());
@@ -285,7 +284,7 @@ impl Rules {
                 Some(other) => {
                     return Err(RulesError::new(format!(
                         "{}: secret \"{name}\": armor must be a boolean, not {}",
-                        at(name, Some("armor")),
+                        at(i, rule, Some("armor")),
                         json_type(other)
                     )))
                 }
