@@ -45,6 +45,7 @@ const SUPPORTED: &[(&str, usize)] = &[
     ("getAttr", 2),
     ("getEnv", 1),
     ("groupBy", 2),
+    ("hashString", 2),
     ("hasAttr", 2),
     ("head", 1),
     ("import", 1),
@@ -81,6 +82,7 @@ const SUPPORTED: &[(&str, usize)] = &[
     ("toPath", 1),
     ("toString", 1),
     ("trace", 2),
+    ("tryEval", 1),
     ("typeOf", 1),
     ("unsafeDiscardStringContext", 1),
     ("zipAttrsWith", 2),
@@ -109,7 +111,6 @@ const UNSUPPORTED: &[&str] = &[
     "getFlake",
     "hasContext",
     "hashFile",
-    "hashString",
     "importNative",
     "langVersion",
     "match",
@@ -126,7 +127,6 @@ const UNSUPPORTED: &[&str] = &[
     "toFile",
     "toXML",
     "traceVerbose",
-    "tryEval",
     "unsafeDiscardOutputDependency",
     "unsafeGetAttrPos",
 ];
@@ -247,7 +247,62 @@ pub(crate) fn call(
         }
         "throw" => {
             let msg = to_string(ev, a(0), p)?;
-            return Err(EvalError::eval(msg, p));
+            return Err(EvalError {
+                thrown: true,
+                ..EvalError::eval(msg, p)
+            });
+        }
+        "tryEval" => {
+            let (success, value) = match ev.force(a(0), p) {
+                Ok(v) => (true, v),
+                Err(e) if e.thrown => (false, Value::Bool(false)),
+                Err(e) => return Err(e),
+            };
+            let mut set = Attrs::new();
+            let s = ev.done(Value::Bool(success));
+            let v = ev.done(value);
+            set.insert(
+                Rc::from("success"),
+                Attr {
+                    value: s,
+                    pos: None,
+                },
+            );
+            set.insert(
+                Rc::from("value"),
+                Attr {
+                    value: v,
+                    pos: None,
+                },
+            );
+            Value::Attrs(Rc::new(set))
+        }
+        "hashString" => {
+            use sha2::Digest;
+            let algo = ev.force_str(a(0), p)?;
+            let s = coerce(ev, a(1), false, true, p)?;
+            let digest: Vec<u8> = match &*algo {
+                "sha256" => sha2::Sha256::digest(s.as_bytes()).to_vec(),
+                "sha512" => sha2::Sha512::digest(s.as_bytes()).to_vec(),
+                "md5" | "sha1" => {
+                    return Err(EvalError::unsupported(
+                        format!("builtins.hashString \"{algo}\""),
+                        p,
+                    ))
+                }
+                other => {
+                    return Err(EvalError::eval(
+                        format!("unknown hash algorithm '{other}'"),
+                        p,
+                    ))
+                }
+            };
+            Value::str(
+                &digest
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+            )
         }
         "add" | "sub" | "mul" | "div" | "lessThan" => {
             let x = ev.force(a(0), p)?;

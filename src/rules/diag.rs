@@ -91,6 +91,8 @@ pub(crate) struct EvalError {
     pub len: u32,
     /// An earlier position the message refers to ("already defined at …").
     pub previous: Option<Pos>,
+    /// Raised by `throw` or a failed `assert`: what `builtins.tryEval` catches.
+    pub thrown: bool,
 }
 
 impl EvalError {
@@ -101,6 +103,7 @@ impl EvalError {
             pos,
             len: 1,
             previous: None,
+            thrown: false,
         }
     }
 
@@ -111,6 +114,7 @@ impl EvalError {
             pos,
             len: 1,
             previous: None,
+            thrown: false,
         }
     }
 
@@ -121,6 +125,7 @@ impl EvalError {
             pos: Some(pos),
             len,
             previous: None,
+            thrown: false,
         }
     }
 

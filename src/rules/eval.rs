@@ -134,9 +134,20 @@ impl Evaluator {
         let value = match state {
             ThunkState::Expr(expr, env) => {
                 self.thunks[t as usize] = ThunkState::Blackhole(expr_pos(&expr).or(pos));
-                self.eval(&expr, env)
+                let v = self.eval(&expr, env);
+                if v.is_err() {
+                    // `tryEval` may catch the error; forcing again must fail the same way.
+                    self.thunks[t as usize] = ThunkState::Expr(expr, env);
+                }
+                v
             }
-            ThunkState::Apply(f, arg) => self.force(f, pos).and_then(|fv| self.apply(fv, arg, pos)),
+            ThunkState::Apply(f, arg) => {
+                let v = self.force(f, pos).and_then(|fv| self.apply(fv, arg, pos));
+                if v.is_err() {
+                    self.thunks[t as usize] = ThunkState::Apply(f, arg);
+                }
+                v
+            }
             ThunkState::Blackhole(at) => {
                 self.thunks[t as usize] = ThunkState::Blackhole(at);
                 Err(EvalError::eval(
@@ -157,6 +168,7 @@ impl Evaluator {
     fn enter(&mut self, pos: Option<Pos>) -> Result<(), EvalError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
+            self.depth -= 1;
             return Err(EvalError::eval(
                 "stack overflow (possible infinite recursion)",
                 pos,
@@ -312,10 +324,10 @@ impl Evaluator {
                 if self.eval_bool(c, env, *pos)? {
                     self.eval(body, env)
                 } else {
-                    Err(EvalError::eval(
-                        format!("assertion '{text}' failed"),
-                        Some(*pos),
-                    ))
+                    Err(EvalError {
+                        thrown: true,
+                        ..EvalError::eval(format!("assertion '{text}' failed"), Some(*pos))
+                    })
                 }
             }
             Expr::With(ns, body) => {
@@ -1334,6 +1346,21 @@ mod tests {
         );
         check_err("1 ++ [ ]", "value is an integer while a list was expected");
         check_err("1 < \"a\"", "cannot compare an integer with a string");
+    }
+
+    #[test]
+    fn try_eval_catches_throw_and_assert_only() {
+        check_eval(
+            "let t = builtins.tryEval (throw \"x\"); in [ t (builtins.tryEval 1) t.success ]",
+            json!([{"success": false, "value": false}, {"success": true, "value": 1}, false]),
+        );
+        check_eval("(builtins.tryEval (assert false; 1)).success", json!(false));
+        check_err("builtins.tryEval ({ }.a)", "attribute 'a' missing");
+        // A thunk that failed inside tryEval fails again, rather than looking recursive.
+        check_err(
+            "let x = throw \"boom\"; in builtins.seq (builtins.tryEval x) x",
+            "boom",
+        );
     }
 
     #[test]

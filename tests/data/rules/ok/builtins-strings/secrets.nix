@@ -16,6 +16,8 @@ let b = builtins; in
     tr = b.trace "tracing works" "traced";
     ts = [ (toString null) (toString true) (toString false) (toString 42) (toString "s") ];
     add = [ (b.add 1 2) (b.sub 5 3) (b.mul 2 4) (b.div 9 2) (b.lessThan 1 2) ];
+    hashes = [ (b.hashString "sha256" "k") (b.hashString "sha512" "") ];
+    tries = [ (b.tryEval (throw "x")) (b.tryEval (assert false; 1)) (b.tryEval 2) (let t = b.tryEval (throw "again"); in t.success || t.success) ];
     bits = [ (b.bitAnd 12 10) (b.bitOr 12 10) (b.bitXor 12 10) ];
   };
 }
