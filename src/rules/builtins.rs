@@ -1034,3 +1034,162 @@ fn merge_sort(
     out.extend_from_slice(&right[j..]);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::rules::evaluate_source;
+
+    #[track_caller]
+    fn check_eval(src: &str, expected: serde_json::Value) {
+        let dir = std::env::temp_dir();
+        assert_eq!(
+            evaluate_source(src, &dir).map_err(|e| e.to_string()),
+            Ok(expected),
+            "{src}"
+        );
+    }
+
+    #[track_caller]
+    fn check_err(src: &str, expected: &str) {
+        let dir = std::env::temp_dir();
+        let msg = evaluate_source(src, &dir).unwrap_err().to_string();
+        assert!(
+            msg.contains(expected),
+            "{src}: wanted {expected:?} in:\n{msg}"
+        );
+        assert!(
+            msg.starts_with("input.nix:1:"),
+            "{src}: no location in:\n{msg}"
+        );
+    }
+
+    #[test]
+    fn list_builtins_report_nix_messages() {
+        check_err(
+            "builtins.head [ ]",
+            "'builtins.head' called on an empty list",
+        );
+        check_err(
+            "builtins.tail [ ]",
+            "'builtins.tail' called on an empty list",
+        );
+        check_err("builtins.elemAt [ 1 ] 1", "list index 1 is out of bounds");
+        check_err(
+            "builtins.genList (x: x) (-1)",
+            "cannot create list of size -1",
+        );
+        check_err(
+            "builtins.length 1",
+            "value is an integer while a list was expected",
+        );
+        check_err("map (x: x) { }", "value is a set while a list was expected");
+        check_err(
+            "builtins.filter (x: 1) [ 1 ]",
+            "value is an integer while a Boolean was expected",
+        );
+    }
+
+    #[test]
+    fn attribute_builtins_report_nix_messages() {
+        check_err("builtins.getAttr \"x\" { }", "attribute 'x' missing");
+        check_err(
+            "builtins.listToAttrs [ { value = 1; } ]",
+            "attribute 'name' missing",
+        );
+        check_err(
+            "builtins.attrNames [ ]",
+            "value is a list while a set was expected",
+        );
+        check_err("builtins.nope", "attribute 'nope' missing");
+    }
+
+    #[test]
+    fn string_builtins_report_nix_messages() {
+        check_err(
+            "builtins.replaceStrings [ \"a\" ] [ ] \"a\"",
+            "'from' and 'to' arguments to 'replaceStrings' have different lengths",
+        );
+        check_err(
+            "builtins.substring (-1) 1 \"a\"",
+            "negative start position in 'substring'",
+        );
+        check_err("builtins.fromJSON \"{\"", "while parsing JSON");
+        check_err(
+            "builtins.hashString \"crc\" \"\"",
+            "unknown hash algorithm 'crc'",
+        );
+        check_err(
+            "abort \"stop\"",
+            "evaluation aborted with the following error message: 'stop'",
+        );
+        check_err("throw \"stop\"", "error: stop");
+    }
+
+    #[test]
+    fn file_builtins_read_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(
+            dir.path().join("sub/default.nix"),
+            "{ k = builtins.readFile ./k; }",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("sub/k"), "key\n").unwrap();
+        let got = evaluate_source(
+            "[ (import ./sub).k (builtins.readDir ./sub) (builtins.pathExists ./sub/k) (builtins.pathExists ./nope) ]",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            json!(["key\n", {"default.nix": "regular", "k": "regular"}, true, false])
+        );
+        let msg = evaluate_source("builtins.readFile ./nope", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("opening file '") && msg.contains("nope': No such file or directory"),
+            "{msg}"
+        );
+        let msg = evaluate_source("import ./nope.nix", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("nope.nix"), "{msg}");
+        check_err(
+            "builtins.readFile \"relative\"",
+            "string 'relative' doesn't represent an absolute path",
+        );
+    }
+
+    #[test]
+    fn an_import_cycle_is_reported_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.nix"), "import ./b.nix").unwrap();
+        std::fs::write(dir.path().join("b.nix"), "import ./a.nix").unwrap();
+        let msg = evaluate_source("import ./a.nix", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("infinite recursion encountered"), "{msg}");
+    }
+
+    #[test]
+    fn higher_order_builtins() {
+        check_eval("builtins.sort (a: b: a < b) [ 3 1 2 ]", json!([1, 2, 3]));
+        check_eval(
+            "builtins.mapAttrs (n: v: n + v) { a = \"1\"; }",
+            json!({"a": "a1"}),
+        );
+        check_eval("builtins.foldl' (a: b: a * b) 1 [ 2 3 4 ]", json!(24));
+        check_eval(
+            "builtins.concatMap (x: [ x x ]) [ 1 2 ]",
+            json!([1, 1, 2, 2]),
+        );
+        check_eval(
+            "builtins.toJSON { b = 1.5; a = [ null \"\\n\" ]; }",
+            json!("{\"a\":[null,\"\\n\"],\"b\":1.5}"),
+        );
+        check_eval("__head [ 1 ]", json!(1));
+    }
+}

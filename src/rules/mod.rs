@@ -80,6 +80,20 @@ impl fmt::Display for RulesError {
 impl std::error::Error for RulesError {}
 
 /// Evaluates the rules file to the JSON value `nix-instantiate --eval --strict --json` prints.
+///
+/// Our evaluator does the work; only a construct it does not support (search paths `<…>`,
+/// fetchers, derivations, `match`/`split`, `fromTOML`, md5/sha1 hashes, nesting deeper than
+/// 1000 brackets, …) hands the file to `nix-instantiate` when it is on PATH (said on stderr
+/// under `verbose`). Deliberate differences from `nix-instantiate`:
+/// - a top-level function whose arguments all have defaults is called with them, as
+///   `nix eval --file` does (`nix-instantiate` only calls it when given some `--arg`);
+/// - path values become the store path Nix would copy them to, computed without writing to
+///   the store;
+/// - strings are UTF-8: invalid bytes (from `readFile`, or a `substring` cut through a
+///   character) are replaced with U+FFFD; string contexts are not tracked;
+/// - evaluation nested deeper than 10,000 calls is an error ("stack overflow"), where Nix's
+///   limit is its C stack;
+/// - syntax errors are located by rnix: the same line as Nix, the column may differ slightly.
 pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
     evaluate_located(file, opts).map(|e| e.json)
 }
