@@ -819,11 +819,17 @@ impl Evaluator {
             (Path(x), Path(y)) => x == y,
             (Null, Null) => true,
             (Bool(x), Bool(y)) => x == y,
+            // Nix compares the same list or set object, and the same element, by identity.
+            (List(x), List(y)) if Rc::ptr_eq(x, y) => true,
+            (Attrs(x), Attrs(y)) if Rc::ptr_eq(x, y) => true,
             (List(x), List(y)) => {
                 if x.len() != y.len() {
                     return Ok(false);
                 }
                 for (p, q) in x.iter().zip(y.iter()) {
+                    if p == q {
+                        continue;
+                    }
                     let p = self.force(*p, Some(pos))?;
                     let q = self.force(*q, Some(pos))?;
                     self.enter(Some(pos))?;
@@ -847,6 +853,9 @@ impl Evaluator {
                     return Ok(false);
                 }
                 for (p, q) in x.values().zip(y.values()) {
+                    if p.value == q.value {
+                        continue;
+                    }
                     let p = self.force(p.value, Some(pos))?;
                     let q = self.force(q.value, Some(pos))?;
                     self.enter(Some(pos))?;
@@ -1331,6 +1340,10 @@ mod tests {
             json!([false, true, true, true]),
         );
         check_eval("[ (1 == 1.0) ([ 1 { a = [ 2 ]; } ] == [ 1 { a = [ 2 ]; } ]) ((x: x) == (x: x)) (null != 1) ]", json!([true, true, false, true]));
+        check_eval(
+            "let a = { x = a; }; f = x: x; l = [ f ]; in [ (a == a) (f == f) (l == l) ([ f ] == [ f ]) ({ g = f; } == { g = f; }) ]",
+            json!([true, false, true, true, true]),
+        );
         check_eval(
             "[ ({ a.b = 1; } ? a.b) ({ } ? a.b) (1 ? a) ]",
             json!([true, false, false]),
