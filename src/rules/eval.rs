@@ -1174,6 +1174,19 @@ mod tests {
         let msg = check_err("let f = n: f (n + 1); in f 0", "stack overflow");
         assert!(msg.contains("input.nix:1:"), "{msg}");
         check_err("let f = n: 1 + f n; in f 0", "stack overflow");
+        for src in [
+            "let f = n: builtins.foldl' (a: b: f n) 0 [ 1 ]; in f 0",
+            "let f = n: builtins.sort (a: b: f n) [ 1 2 ]; in f 0",
+            "let f = n: builtins.map (x: f n) [ 1 ]; in f 0",
+            "let s = { __toString = self: \"${self}\"; }; in \"${s}\"",
+            "let f = n: [ (f n) ]; in f 0",
+            "let f = n: builtins.deepSeq (f n) 1; in f 0",
+            "let a = { x = a; }; in builtins.toJSON a",
+            "let a = [ a ]; b = [ b ]; in a == b",
+            "let f = n: builtins.concatStringsSep \"\" [ (f n) ]; in f 0",
+        ] {
+            check_err(src, "stack overflow");
+        }
     }
 
     #[test]
