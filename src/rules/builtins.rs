@@ -63,6 +63,7 @@ const SUPPORTED: &[(&str, usize)] = &[
     ("lessThan", 2),
     ("listToAttrs", 1),
     ("map", 2),
+    ("match", 2),
     ("mapAttrs", 2),
     ("mul", 2),
     ("partition", 2),
@@ -73,6 +74,7 @@ const SUPPORTED: &[(&str, usize)] = &[
     ("replaceStrings", 3),
     ("seq", 2),
     ("sort", 2),
+    ("split", 2),
     ("stringLength", 1),
     ("sub", 2),
     ("substring", 3),
@@ -113,14 +115,12 @@ const UNSUPPORTED: &[&str] = &[
     "hashFile",
     "importNative",
     "langVersion",
-    "match",
     "nixPath",
     "nixVersion",
     "parseDrvName",
     "path",
     "placeholder",
     "scopedImport",
-    "split",
     "splitVersion",
     "storeDir",
     "storePath",
@@ -643,6 +643,50 @@ pub(crate) fn call(
                 });
             }
             Value::Attrs(Rc::new(set))
+        }
+        "match" | "split" => {
+            let pattern = ev.force_str(a(0), p)?;
+            let s = ev.force_str(a(1), p)?;
+            let anchored = if name == "match" {
+                format!("^(?:{pattern})$")
+            } else {
+                pattern.to_string()
+            };
+            // Nix uses POSIX extended regular expressions; the common subset (classes,
+            // groups, repetition, alternation) means the same in Rust's syntax. Anything Rust
+            // rejects is left to Nix rather than guessed at.
+            let re = regex::Regex::new(&anchored).map_err(|_| {
+                EvalError::unsupported(format!("the regular expression \"{pattern}\""), p)
+            })?;
+            let groups = |ev: &mut Evaluator, caps: &regex::Captures| -> Value {
+                let items = (1..caps.len())
+                    .map(|i| {
+                        let v = caps.get(i).map_or(Value::Null, |m| Value::str(m.as_str()));
+                        ev.done(v)
+                    })
+                    .collect();
+                Value::List(Rc::new(items))
+            };
+            if name == "match" {
+                match re.captures(&s) {
+                    Some(caps) => groups(ev, &caps),
+                    None => Value::Null,
+                }
+            } else {
+                let mut out = Vec::new();
+                let mut last = 0;
+                for caps in re.captures_iter(&s) {
+                    let whole = caps.get(0).expect("group 0 always matches");
+                    let before = ev.done(Value::str(&s[last..whole.start()]));
+                    out.push(before);
+                    let g = groups(ev, &caps);
+                    out.push(ev.done(g));
+                    last = whole.end();
+                }
+                let rest = ev.done(Value::str(&s[last..]));
+                out.push(rest);
+                Value::List(Rc::new(out))
+            }
         }
         "map" => {
             let list = ev.force_list(a(1), p)?;

@@ -82,8 +82,8 @@ impl std::error::Error for RulesError {}
 /// Evaluates the rules file to the JSON value `nix-instantiate --eval --strict --json` prints.
 ///
 /// Our evaluator does the work; only a construct it does not support (search paths `<…>`,
-/// fetchers, derivations, `match`/`split`, `fromTOML`, md5/sha1 hashes, nesting deeper than
-/// 1000 brackets, …) hands the file to `nix-instantiate` when it is on PATH (said on stderr
+/// fetchers, derivations, `fromTOML`, md5/sha1 hashes, regular expressions outside the
+/// POSIX/Rust common subset, nesting deeper than 1000 brackets, …) hands the file to `nix-instantiate` when it is on PATH (said on stderr
 /// under `verbose`). Deliberate differences from `nix-instantiate`:
 /// - a top-level function whose arguments all have defaults is called with them, as
 ///   `nix eval --file` does (`nix-instantiate` only calls it when given some `--arg`);

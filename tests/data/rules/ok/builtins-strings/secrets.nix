@@ -18,6 +18,9 @@ let b = builtins; in
     add = [ (b.add 1 2) (b.sub 5 3) (b.mul 2 4) (b.div 9 2) (b.lessThan 1 2) ];
     hashes = [ (b.hashString "sha256" "k") (b.hashString "sha512" "") ];
     tries = [ (b.tryEval (throw "x")) (b.tryEval (assert false; 1)) (b.tryEval 2) (let t = b.tryEval (throw "again"); in t.success || t.success) ];
+    matches = [ (b.match "(.*)\\.age" "db.age") (b.match "a" "b") (b.match "([a-z]+)(-([0-9]+))?" "web") (b.match "[[:alpha:]]+" "abc") ];
+    splits = [ (b.split "," "a,b,,c") (b.split "(a)|b" "abc") (b.split "x" "") (b.split "([0-9])" "a1b2") ];
+    filtered = b.filter (n: b.match ".*\\.pub" n != null) [ "a.pub" "b.age" "c.pub" ];
     bits = [ (b.bitAnd 12 10) (b.bitOr 12 10) (b.bitXor 12 10) ];
   };
 }
