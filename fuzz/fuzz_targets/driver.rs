@@ -11,15 +11,83 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DICTIONARY: &[&str] = &[
-    "{", "}", "[", "]", "(", ")", ";", ":", "=", ".", ",", "@", "?", "...", "${", "''", "\"",
-    "let ", " in ", "rec ", "with ", "inherit ", "if ", " then ", " else ", "assert ", "or ",
-    "import ", "./keys", "./keys/admin.pub", "./.", "<nixpkgs>", "builtins.", "throw \"x\"",
-    "++", "//", "+", "-", "*", "/", "==", "!=", "<", "<=", "&&", "||", "->", "!", "x: ",
-    "{ a ? 1, ... }@s: ", "null", "true", "1.5", "-1", "9223372036854775807", "0",
-    "builtins.readFile ./keys/admin.pub", "builtins.readDir ./.", "builtins.genList (i: i) 3",
-    "builtins.foldl' (a: b: a + b) 0", "map (x: x)", "builtins.fetchGit", "__curPos",
-    "let x = x; in x", "rec { a = b; b = a; }.a", "(let f = n: f (n + 1); in f 0)",
-    "\"${toString 1}\"", "''\n  a\n  ${\"b\"}\n''", "a.b.c", "a.${\"b\"}", "#c\n", "/* c */",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    ";",
+    ":",
+    "=",
+    ".",
+    ",",
+    "@",
+    "?",
+    "...",
+    "${",
+    "''",
+    "\"",
+    "let ",
+    " in ",
+    "rec ",
+    "with ",
+    "inherit ",
+    "if ",
+    " then ",
+    " else ",
+    "assert ",
+    "or ",
+    "import ",
+    "./keys",
+    "./keys/admin.pub",
+    "./.",
+    "<nixpkgs>",
+    "builtins.",
+    "throw \"x\"",
+    "++",
+    "//",
+    "+",
+    "-",
+    "*",
+    "/",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    "&&",
+    "||",
+    "->",
+    "!",
+    "x: ",
+    "{ a ? 1, ... }@s: ",
+    "null",
+    "true",
+    "1.5",
+    "-1",
+    "9223372036854775807",
+    "0",
+    "builtins.readFile ./keys/admin.pub",
+    "builtins.readDir ./.",
+    "builtins.genList (i: i) 3",
+    "builtins.foldl' (a: b: a + b) 0",
+    "map (x: x)",
+    "builtins.fetchGit",
+    "__curPos",
+    "let x = x; in x",
+    "rec { a = b; b = a; }.a",
+    "(let f = n: f (n + 1); in f 0)",
+    "\"${toString 1}\"",
+    "builtins.match \"(a)|b+\" \"ab\"",
+    "builtins.split \",\" \"a,b\"",
+    "builtins.tryEval (throw \"t\")",
+    "builtins.hashString \"sha256\" \"\"",
+    "./keys/admin.pub",
+    "''\n  a\n  ${\"b\"}\n''",
+    "a.b.c",
+    "a.${\"b\"}",
+    "#c\n",
+    "/* c */",
 ];
 
 struct Rng(u64);
@@ -91,8 +159,8 @@ fn mutate(rng: &mut Rng, input: &[u8], pool: &[Vec<u8>]) -> Vec<u8> {
             6 => {
                 // Deep nesting: the evaluator must report it, not overflow the stack.
                 let depth = 1 + rng.below(3000);
-                let (open, close) = [("[", "]"), ("(", ")"), ("{a=", ";}"), ("x: ", "")]
-                    [rng.below(4)];
+                let (open, close) =
+                    [("[", "]"), ("(", ")"), ("{a=", ";}"), ("x: ", "")][rng.below(4)];
                 let mut wrapped = open.repeat(depth).into_bytes();
                 wrapped.extend_from_slice(&data);
                 wrapped.extend_from_slice(close.repeat(depth).as_bytes());
@@ -137,7 +205,10 @@ pub fn run(check: fn(&[u8], &Path) -> bool, dir: &Path) {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
         | 1;
-    println!("fuzz: {} seeds, {minutes} minutes, rng seed {seed}", seeds.len());
+    println!(
+        "fuzz: {} seeds, {minutes} minutes, rng seed {seed}",
+        seeds.len()
+    );
 
     // Silence the default panic message; panics are recorded as artifacts instead.
     std::panic::set_hook(Box::new(|_| {}));
@@ -159,7 +230,10 @@ pub fn run(check: fn(&[u8], &Path) -> bool, dir: &Path) {
                 if stuck >= 20 {
                     let hang = artifacts.join(format!("hang-{now}.nix"));
                     let _ = std::fs::copy(&last_input, &hang);
-                    println!("fuzz: HANG (no progress for 20 s) after {now} execs; input in {}", hang.display());
+                    println!(
+                        "fuzz: HANG (no progress for 20 s) after {now} execs; input in {}",
+                        hang.display()
+                    );
                     std::process::exit(2);
                 }
             }
