@@ -204,6 +204,16 @@ fn fixture_errors_are_reported_where_real_nix_reports_them() {
             Err(e) => e.to_string(),
         };
         let first = ours.lines().next().unwrap_or("");
+        // Where Nix points somewhere odd, `NAME.at` gives where the broken construct starts,
+        // which is where we must point instead.
+        if let Ok(at) = std::fs::read_to_string(file.with_extension("at")) {
+            let name = file.file_name().unwrap().to_string_lossy();
+            let at = at.lines().next().unwrap_or("").trim();
+            if !first.contains(&format!("{name}:{at}:")) {
+                failures.push(format!("{}: wanted {at}, got {first}", file.display()));
+            }
+            continue;
+        }
         match nix_error_line(&theirs) {
             Some((name, line)) if !first.contains(&format!("{name}:{line}:")) => failures.push(
                 format!("{}:\n  nix:  {theirs}\n  ours: {ours}", file.display()),

@@ -920,8 +920,17 @@ impl Evaluator {
         if let Some(t) = self.files.get(&file) {
             return Ok(*t);
         }
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| EvalError::eval(format!("cannot read '{}': {e}", file.display()), pos))?;
+        let text = std::fs::read(&file).map_err(|e| {
+            let reason = match e.kind() {
+                std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
+                _ => e.to_string(),
+            };
+            EvalError::eval(
+                format!("getting status of '{}': {reason}", file.display()),
+                pos,
+            )
+        })?;
+        let text = String::from_utf8_lossy(&text).into_owned();
         let shown = match pos {
             Some(p) => shown_relative(
                 &self.sources.get(p.file).shown,

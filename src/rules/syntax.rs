@@ -68,7 +68,17 @@ pub(crate) fn error(file: u32, text: &str, err: &ParseError) -> EvalError {
             EvalError::syntax("syntax error, unexpected extra input", pos, len)
         }
         ParseError::UnexpectedWanted(got, range, wanted) => {
-            let (pos, len) = at(*range);
+            let (mut pos, len) = at(*range);
+            if *got == SyntaxKind::TOKEN_ERROR {
+                // rnix flags what follows an unterminated string's opening quote; point at the
+                // quote, where the broken string starts.
+                let before = &text[..pos.offset as usize];
+                if before.ends_with("''") {
+                    pos.offset -= 2;
+                } else if before.ends_with('"') {
+                    pos.offset -= 1;
+                }
+            }
             EvalError::syntax(
                 format!(
                     "syntax error, unexpected {}, expecting {}",
@@ -174,6 +184,7 @@ fn describe(kind: SyntaxKind) -> String {
         TOKEN_URI => "URI",
         TOKEN_WITH => "'with'",
         TOKEN_ERROR => "invalid token",
+        TOKEN_CUR_POS => "'__curPos'",
         other => return format!("{other:?}").to_lowercase().replace('_', " "),
     };
     s.to_owned()
