@@ -146,7 +146,14 @@ impl EvalError {
         let mut out = format!("{}: error: {message}", sources.show(pos));
         let src = sources.get(pos.file);
         let start = (pos.offset as usize).min(src.text.len());
-        let mut end = (start + self.len.max(1) as usize).min(src.text.len());
+        // Underline at most to the end of the line: rnix's error ranges can run to the end of
+        // the file, which would make the snippet the whole rest of it.
+        let line_end = src.text[start..]
+            .find('\n')
+            .map_or(src.text.len(), |i| start + i);
+        let mut end = (start + self.len.max(1) as usize)
+            .min(line_end.max(start + 1))
+            .min(src.text.len());
         while end < src.text.len() && !src.text.is_char_boundary(end) {
             end += 1;
         }
