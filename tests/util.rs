@@ -7,9 +7,7 @@ use std::process::Command;
 
 /// Whether the tests run under CI, where a missing outside program is a failure, not a skip.
 pub fn under_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
 /// Reports a test that cannot run here: a visible skip by hand, a failure under CI.
@@ -48,10 +46,7 @@ pub fn corpus_dir(test: &str) -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        skip(
-            test,
-            "../shared/corpus is not present beside the repository",
-        );
+        skip(test, "../shared/corpus is not present beside the repository");
         None
     }
 }
