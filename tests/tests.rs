@@ -2,4 +2,5 @@
 
 mod cli;
 mod install;
+mod rules;
 mod util;

@@ -1,9 +1,19 @@
 //! Rules: what `secrets.nix` says about each secret file (who may decrypt it, armor, extras).
 //!
-//! Evaluation of the Nix file itself lives in the submodules; this module turns the evaluated
-//! value into validated [`Rules`] and answers "which rule covers this file?".
+//! Evaluation of the Nix file itself lives in the submodules (our own evaluator over rnix's
+//! syntax tree, with `nix-instantiate` only for constructs it does not support); this module
+//! turns the evaluated value into validated [`Rules`] and answers "which rule covers this file?".
 
+mod builtins;
+mod diag;
+mod eval;
+mod lower;
 mod nix_fallback;
+mod store;
+mod syntax;
+mod value;
+
+pub use eval::Locations;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,19 +80,171 @@ impl fmt::Display for RulesError {
 impl std::error::Error for RulesError {}
 
 /// Evaluates the rules file to the JSON value `nix-instantiate --eval --strict --json` prints.
+///
+/// Our evaluator does the work; only a construct it does not support (search paths `<…>`,
+/// fetchers, derivations, `fromTOML`, md5/sha1 hashes, regular expressions outside the
+/// POSIX/Rust common subset, nesting deeper than 1000 brackets, …) hands the file to `nix-instantiate` when it is on PATH (said on stderr
+/// under `verbose`). Deliberate differences from `nix-instantiate`:
+/// - a top-level function whose arguments all have defaults is called with them, as
+///   `nix eval --file` does (`nix-instantiate` only calls it when given some `--arg`);
+/// - path values become the store path Nix would copy them to, computed without writing to
+///   the store;
+/// - strings are UTF-8: invalid bytes (from `readFile`, or a `substring` cut through a
+///   character) are replaced with U+FFFD; string contexts are not tracked;
+/// - evaluation nested deeper than 10,000 calls is an error ("stack overflow"), where Nix's
+///   limit is its C stack;
+/// - syntax errors are located by rnix: the same line as Nix, the column may differ slightly.
 pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
-    nix_fallback::evaluate(file, opts)
+    evaluate_located(file, opts).map(|e| e.json)
+}
+
+/// An evaluated rules file and where its attributes were defined (empty when `nix-instantiate`
+/// did the evaluation).
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub json: Json,
+    pub locations: Locations,
+}
+
+/// Like [`evaluate`], also returning source locations for validation messages.
+pub fn evaluate_located(file: &Path, opts: &LoadOptions) -> Result<Evaluated, RulesError> {
+    let owned = file.to_path_buf();
+    let outcome = run_on_big_stack(move || own_evaluation(&owned));
+    match outcome {
+        Ok(evaluated) => Ok(evaluated),
+        Err(failure) if failure.unsupported && nix_fallback::available() => {
+            if opts.verbose {
+                eprintln!("ragenix: {}", failure.message);
+                eprintln!(
+                    "ragenix: falling back to nix-instantiate for {}",
+                    file.display()
+                );
+            }
+            let json = nix_fallback::evaluate(file, opts)?;
+            Ok(Evaluated {
+                json,
+                locations: Locations::new(),
+            })
+        }
+        Err(failure) => Err(RulesError::new(failure.message)),
+    }
+}
+
+/// Evaluates a rules file with our evaluator only, never falling back to `nix-instantiate`.
+pub fn evaluate_own(file: &Path) -> Result<Evaluated, RulesError> {
+    let owned = file.to_path_buf();
+    run_on_big_stack(move || own_evaluation(&owned)).map_err(|f| RulesError::new(f.message))
+}
+
+/// Parses and evaluates Nix source text as if it were a file in `dir`, with our evaluator only
+/// (no fallback). The entry point for fuzzing; never panics on any input.
+pub fn evaluate_source(text: &str, dir: &Path) -> Result<Json, RulesError> {
+    let text: std::rc::Rc<str> = std::rc::Rc::from(text);
+    let path = lower::canon_path(&dir.join("input.nix").to_string_lossy());
+    let text = text.to_string();
+    run_on_big_stack(move || {
+        let mut ev = eval::Evaluator::new("input.nix");
+        let result = ev
+            .load_source("input.nix".to_owned(), path, std::rc::Rc::from(text))
+            .and_then(|t| finish(&mut ev, t));
+        result.map(|e| e.json).map_err(|e| Failure {
+            unsupported: e.kind == diag::ErrorKind::Unsupported,
+            message: ev.render(&e),
+        })
+    })
+    .map_err(|f| RulesError::new(f.message))
+}
+
+/// Why our evaluator failed, rendered; `unsupported` allows the fallback.
+struct Failure {
+    unsupported: bool,
+    message: String,
+}
+
+fn own_evaluation(file: &Path) -> Result<Evaluated, Failure> {
+    let shown = file.display().to_string();
+    let fail = |message: String| Failure {
+        unsupported: false,
+        message,
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| fail(format!("{shown}: cannot read the rules file: {e}")))?;
+    let abs = std::env::current_dir().map(|d| d.join(file)).map_err(|e| {
+        fail(format!(
+            "{shown}: cannot resolve the current directory: {e}"
+        ))
+    })?;
+    let abs = lower::canon_path(&abs.to_string_lossy());
+    let mut ev = eval::Evaluator::new(&shown);
+    ev.load_source(shown.clone(), abs, std::rc::Rc::from(text))
+        .and_then(|t| finish(&mut ev, t))
+        .map_err(|e| Failure {
+            unsupported: e.kind == diag::ErrorKind::Unsupported,
+            message: ev.render(&e),
+        })
+}
+
+/// Forces the file's value, auto-calls it and converts it to JSON.
+fn finish(ev: &mut eval::Evaluator, root: value::ThunkId) -> Result<Evaluated, diag::EvalError> {
+    let v = ev.force(root, None)?;
+    let v = ev.auto_call(v)?;
+    let mut locations = Locations::new();
+    let json = ev.json_of(v, &mut locations)?;
+    Ok(Evaluated { json, locations })
+}
+
+/// Runs `f` on a thread whose stack fits the evaluator's depth limit, so that deep input ends
+/// in a clean error rather than a stack overflow.
+fn run_on_big_stack<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    let spawned = std::thread::Builder::new()
+        .name("rules-eval".to_owned())
+        .stack_size(eval::STACK_SIZE)
+        .spawn(f);
+    match spawned {
+        Ok(handle) => handle.join().unwrap_or_else(|_| {
+            Err(Failure {
+                unsupported: false,
+                message: "internal error: the rules evaluator panicked".to_owned(),
+            })
+        }),
+        Err(e) => Err(Failure {
+            unsupported: false,
+            message: format!("cannot start the rules evaluator: {e}"),
+        }),
+    }
 }
 
 impl Rules {
     /// Reads, evaluates and validates a rules file.
     pub fn load(file: &Path, opts: &LoadOptions) -> Result<Rules, RulesError> {
-        let json = evaluate(file, opts)?;
-        Rules::from_json(file, &json)
+        let evaluated = evaluate_located(file, opts)?;
+        Rules::from_json_located(file, &evaluated.json, &evaluated.locations)
     }
 
     /// Validates an evaluated rules value.
     pub fn from_json(file: &Path, json: &Json) -> Result<Rules, RulesError> {
+        Rules::from_json_located(file, json, &Locations::new())
+    }
+
+    /// Validates an evaluated rules value; messages point at `locations` where known.
+    pub fn from_json_located(
+        file: &Path,
+        json: &Json,
+        locations: &Locations,
+    ) -> Result<Rules, RulesError> {
+        let file_shown = file.display().to_string();
+        // Secrets are visited in name order, which is the order `locations` records them in.
+        let at = |i: usize, rule: &Json, attr: Option<&str>| -> String {
+            let found = attr.and_then(|a| {
+                let j = rule.as_object()?.keys().position(|k| k == a)?;
+                locations.attr(i, j)
+            });
+            found
+                .or_else(|| locations.secret(i))
+                .unwrap_or_else(|| file_shown.clone())
+        };
         let shown = file.display();
         let dir = rules_dir(file)?;
         let top = json.as_object().ok_or_else(|| {
@@ -95,28 +257,32 @@ impl Rules {
         let mut warnings = Vec::new();
         let mut names: Vec<&String> = top.keys().collect();
         names.sort();
-        for name in names {
+        for (i, name) in names.into_iter().enumerate() {
             let rule = &top[name];
             let attrs = rule.as_object().ok_or_else(|| {
                 RulesError::new(format!(
-                    "{shown}: secret \"{name}\" must be an attribute set, not {}",
+                    "{}: secret \"{name}\" must be an attribute set, not {}",
+                    at(i, rule, None),
                     json_type(rule)
                 ))
             })?;
             let keys = attrs.get("publicKeys").ok_or_else(|| {
                 RulesError::new(format!(
-                    "{shown}: secret \"{name}\" has no publicKeys attribute"
+                    "{}: secret \"{name}\" has no publicKeys attribute",
+                    at(i, rule, None)
                 ))
             })?;
             let mut flat = Vec::new();
             let nested = flatten_keys(keys, &mut flat).map_err(|what| {
                 RulesError::new(format!(
-                    "{shown}: secret \"{name}\": publicKeys must be a list of strings, found {what}"
+                    "{}: secret \"{name}\": publicKeys must be a list of strings, found {what}",
+                    at(i, rule, Some("publicKeys"))
                 ))
             })?;
             if nested {
                 warnings.push(format!(
-                    "{shown}: secret \"{name}\": publicKeys contains a nested list; it was flattened"
+                    "{}: secret \"{name}\": publicKeys contains a nested list; it was flattened",
+                    at(i, rule, Some("publicKeys"))
                 ));
             }
             let mut public_keys: Vec<String> = Vec::with_capacity(flat.len());
@@ -131,7 +297,8 @@ impl Rules {
                 Some(Json::Bool(b)) => *b,
                 Some(other) => {
                     return Err(RulesError::new(format!(
-                        "{shown}: secret \"{name}\": armor must be a boolean, not {}",
+                        "{}: secret \"{name}\": armor must be a boolean, not {}",
+                        at(i, rule, Some("armor")),
                         json_type(other)
                     )))
                 }

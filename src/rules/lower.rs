@@ -1,0 +1,858 @@
+//! Lowering: rnix's syntax tree into the evaluator's expression tree. Does what Nix's own parser
+//! does beyond syntax: merges nested attribute paths, rejects duplicate attributes, resolves
+//! variables statically (unknown names outside `with` are errors even in unused code).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rnix::ast::{self, AstToken, HasEntry, InterpolPart};
+use rowan::ast::AstNode;
+
+use super::diag::{EvalError, Pos};
+
+pub(crate) type ExprRef = Rc<Expr>;
+
+#[derive(Debug)]
+pub(crate) enum Expr {
+    Int(i64),
+    Float(f64),
+    Str(Rc<str>),
+    Path(Rc<Path>),
+    /// A path with interpolations: parts concatenated, then resolved against `dir`.
+    PathInterp {
+        dir: Rc<Path>,
+        parts: Vec<Part>,
+        pos: Pos,
+    },
+    /// `<nixpkgs>`: needs NIX_PATH, which we do not have.
+    Search(Rc<str>, Pos),
+    Interp(Vec<Part>, Pos),
+    Var {
+        depth: u32,
+        slot: u32,
+        pos: Pos,
+    },
+    WithVar(Rc<str>, Pos),
+    Select {
+        expr: ExprRef,
+        path: Vec<AttrKey>,
+        default: Option<ExprRef>,
+        pos: Pos,
+    },
+    HasAttr {
+        expr: ExprRef,
+        path: Vec<AttrKey>,
+    },
+    Attrs(Rc<AttrsDef>),
+    Let(Rc<AttrsDef>, ExprRef),
+    List(Vec<ExprRef>),
+    Lambda(Rc<LambdaDef>),
+    Apply(ExprRef, ExprRef, Pos),
+    If(ExprRef, ExprRef, ExprRef, Pos),
+    Assert(ExprRef, ExprRef, Rc<str>, Pos),
+    With(ExprRef, ExprRef),
+    Bin(BinOp, ExprRef, ExprRef, Pos),
+    Not(ExprRef, Pos),
+    Neg(ExprRef, Pos),
+    CurPos(Pos),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BinOp {
+    Concat,
+    Update,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    And,
+    Or,
+    Impl,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug)]
+pub(crate) enum Part {
+    Lit(Rc<str>),
+    Expr(ExprRef, Pos),
+}
+
+#[derive(Debug)]
+pub(crate) enum AttrKey {
+    Static(Rc<str>),
+    Dynamic(ExprRef, Pos),
+}
+
+/// An attribute set, `rec` set or `let` block. For `rec`/`let`, the static bindings are the
+/// slots of a new scope, in order.
+#[derive(Debug)]
+pub(crate) struct AttrsDef {
+    pub rec: bool,
+    pub statics: Vec<Binding>,
+    pub dynamics: Vec<DynBinding>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Binding {
+    pub name: Rc<str>,
+    pub value: ExprRef,
+    /// `inherit x;` in a `rec` set or `let`: evaluated in the enclosing scope.
+    pub outer: bool,
+    pub pos: Pos,
+}
+
+#[derive(Debug)]
+pub(crate) struct DynBinding {
+    pub name: ExprRef,
+    pub value: ExprRef,
+    pub pos: Pos,
+}
+
+#[derive(Debug)]
+pub(crate) struct LambdaDef {
+    pub param: Param,
+    pub body: ExprRef,
+    pub pos: Pos,
+}
+
+/// Slots of a function's scope: the plain argument, or each formal then the `@` name.
+#[derive(Debug)]
+pub(crate) enum Param {
+    Ident,
+    Pattern {
+        formals: Vec<(Rc<str>, Option<ExprRef>)>,
+        ellipsis: bool,
+        bind: bool,
+    },
+}
+
+/// Depth of nested syntax we lower; rnix stops parsing well before this.
+const MAX_LOWER_DEPTH: u32 = 4096;
+
+enum Scope {
+    Static(HashMap<Rc<str>, u32>),
+    With,
+}
+
+pub(crate) struct Lowerer<'a> {
+    file: u32,
+    dir: Rc<Path>,
+    scopes: Vec<Scope>,
+    depth: u32,
+    home: Option<&'a Path>,
+}
+
+/// A set's bindings before lowering, so that `a.b = …; a.c = …;` can merge as in Nix.
+struct Tree {
+    rec: bool,
+    names: HashMap<Rc<str>, usize>,
+    entries: Vec<(Rc<str>, Entry)>,
+    dynamics: Vec<(ast::Attr, TreeValue, Pos)>,
+}
+
+enum Entry {
+    Value(ast::Expr, Pos),
+    Nested(Tree, Pos),
+    Inherit(Option<ast::Expr>, Pos),
+}
+
+enum TreeValue {
+    Expr(ast::Expr),
+    Nested(Tree),
+}
+
+impl<'a> Lowerer<'a> {
+    pub fn new(
+        file: u32,
+        dir: &Path,
+        globals: HashMap<Rc<str>, u32>,
+        home: Option<&'a Path>,
+    ) -> Self {
+        let base = globals;
+        Lowerer {
+            file,
+            dir: Rc::from(dir),
+            scopes: vec![Scope::Static(base)],
+            depth: 0,
+            home,
+        }
+    }
+
+    fn pos(&self, node: &impl AstNode) -> Pos {
+        Pos {
+            file: self.file,
+            offset: node.syntax().text_range().start().into(),
+        }
+    }
+
+    fn len(node: &impl AstNode) -> u32 {
+        node.syntax().text_range().len().into()
+    }
+
+    pub fn lower(&mut self, expr: Option<ast::Expr>, parent: Pos) -> Result<ExprRef, EvalError> {
+        let Some(expr) = expr else {
+            return Err(EvalError::syntax("missing expression", parent, 1));
+        };
+        self.depth += 1;
+        if self.depth > MAX_LOWER_DEPTH {
+            return Err(EvalError::unsupported(
+                "an expression nested this deeply",
+                Some(self.pos(&expr)),
+            ));
+        }
+        let out = self.lower_inner(expr);
+        self.depth -= 1;
+        out.map(Rc::new)
+    }
+
+    fn lower_inner(&mut self, expr: ast::Expr) -> Result<Expr, EvalError> {
+        let pos = self.pos(&expr);
+        Ok(match expr {
+            ast::Expr::Paren(p) => return self.lower(p.expr(), pos).map(unwrap_rc),
+            ast::Expr::Root(r) => return self.lower(r.expr(), pos).map(unwrap_rc),
+            ast::Expr::Literal(lit) => match lit.kind() {
+                ast::LiteralKind::Integer(i) => Expr::Int(i.value().map_err(|_| {
+                    EvalError::eval(
+                        format!("invalid integer '{}'", i.syntax().text()),
+                        Some(pos),
+                    )
+                })?),
+                ast::LiteralKind::Float(f) => Expr::Float(f.value().map_err(|_| {
+                    EvalError::eval(format!("invalid float '{}'", f.syntax().text()), Some(pos))
+                })?),
+                ast::LiteralKind::Uri(u) => Expr::Str(Rc::from(u.syntax().text())),
+            },
+            ast::Expr::Str(s) => self.lower_str(&s, pos)?,
+            ast::Expr::PathAbs(p) => self.lower_path(p.parts(), pos)?,
+            ast::Expr::PathRel(p) => self.lower_path(p.parts(), pos)?,
+            ast::Expr::PathHome(p) => self.lower_path(p.parts(), pos)?,
+            ast::Expr::PathSearch(p) => {
+                let text = p.content().map(|c| c.text().to_owned()).unwrap_or_default();
+                Expr::Search(Rc::from(text), pos)
+            }
+            ast::Expr::Ident(id) => self.lower_var(&ident_text(&id), pos)?,
+            ast::Expr::CurPos(_) => Expr::CurPos(pos),
+            ast::Expr::List(l) => {
+                let mut items = Vec::new();
+                for item in l.items() {
+                    items.push(self.lower(Some(item), pos)?);
+                }
+                Expr::List(items)
+            }
+            ast::Expr::Select(s) => {
+                let expr = self.lower(s.expr(), pos)?;
+                let path = self.lower_attrpath(s.attrpath(), pos)?;
+                let default = match s.default_expr() {
+                    Some(d) => Some(self.lower(Some(d), pos)?),
+                    None => None,
+                };
+                Expr::Select {
+                    expr,
+                    path,
+                    default,
+                    pos,
+                }
+            }
+            ast::Expr::HasAttr(h) => {
+                let expr = self.lower(h.expr(), pos)?;
+                let path = self.lower_attrpath(h.attrpath(), pos)?;
+                Expr::HasAttr { expr, path }
+            }
+            ast::Expr::Apply(a) => {
+                let f = self.lower(a.lambda(), pos)?;
+                let arg = self.lower(a.argument(), pos)?;
+                Expr::Apply(f, arg, pos)
+            }
+            ast::Expr::IfElse(i) => Expr::If(
+                self.lower(i.condition(), pos)?,
+                self.lower(i.body(), pos)?,
+                self.lower(i.else_body(), pos)?,
+                pos,
+            ),
+            ast::Expr::Assert(a) => {
+                let text = a
+                    .condition()
+                    .map(|c| c.syntax().text().to_string())
+                    .unwrap_or_default();
+                Expr::Assert(
+                    self.lower(a.condition(), pos)?,
+                    self.lower(a.body(), pos)?,
+                    Rc::from(text),
+                    pos,
+                )
+            }
+            ast::Expr::With(w) => {
+                let ns = self.lower(w.namespace(), pos)?;
+                self.scopes.push(Scope::With);
+                let body = self.lower(w.body(), pos);
+                self.scopes.pop();
+                Expr::With(ns, body?)
+            }
+            ast::Expr::UnaryOp(u) => {
+                let e = self.lower(u.expr(), pos)?;
+                match u.operator() {
+                    Some(ast::UnaryOpKind::Invert) => Expr::Not(e, pos),
+                    Some(ast::UnaryOpKind::Negate) => Expr::Neg(e, pos),
+                    None => return Err(EvalError::syntax("missing operator", pos, 1)),
+                }
+            }
+            ast::Expr::BinOp(b) => {
+                use ast::BinOpKind as K;
+                let op = match b.operator() {
+                    Some(K::Concat) => BinOp::Concat,
+                    Some(K::Update) => BinOp::Update,
+                    Some(K::Add) => BinOp::Add,
+                    Some(K::Sub) => BinOp::Sub,
+                    Some(K::Mul) => BinOp::Mul,
+                    Some(K::Div) => BinOp::Div,
+                    Some(K::And) => BinOp::And,
+                    Some(K::Or) => BinOp::Or,
+                    Some(K::Implication) => BinOp::Impl,
+                    Some(K::Equal) => BinOp::Eq,
+                    Some(K::NotEqual) => BinOp::Ne,
+                    Some(K::Less) => BinOp::Lt,
+                    Some(K::LessOrEq) => BinOp::Le,
+                    Some(K::More) => BinOp::Gt,
+                    Some(K::MoreOrEq) => BinOp::Ge,
+                    Some(K::PipeLeft | K::PipeRight) => {
+                        return Err(EvalError::unsupported("the pipe operator", Some(pos)))
+                    }
+                    None => return Err(EvalError::syntax("missing operator", pos, 1)),
+                };
+                Expr::Bin(
+                    op,
+                    self.lower(b.lhs(), pos)?,
+                    self.lower(b.rhs(), pos)?,
+                    pos,
+                )
+            }
+            ast::Expr::AttrSet(set) => {
+                let tree = self.collect_tree(&set, set.rec_token().is_some(), false)?;
+                Expr::Attrs(Rc::new(self.lower_tree(tree, pos)?))
+            }
+            ast::Expr::LetIn(l) => {
+                let tree = self.collect_tree(&l, true, true)?;
+                let names = tree.scope_names();
+                self.scopes.push(Scope::Static(names));
+                let out = (|| {
+                    let def = self.lower_tree_in_scope(tree)?;
+                    let body = self.lower(l.body(), pos)?;
+                    Ok(Expr::Let(Rc::new(def), body))
+                })();
+                self.scopes.pop();
+                out?
+            }
+            ast::Expr::LegacyLet(_) => {
+                return Err(EvalError::unsupported(
+                    "the legacy `let { … }` syntax",
+                    Some(pos),
+                ))
+            }
+            ast::Expr::Lambda(l) => self.lower_lambda(&l, pos)?,
+            ast::Expr::Error(e) => {
+                return Err(EvalError::syntax("syntax error", pos, Self::len(&e)));
+            }
+        })
+    }
+
+    fn lower_var(&self, name: &str, pos: Pos) -> Result<Expr, EvalError> {
+        let mut with = false;
+        for (depth, scope) in self.scopes.iter().rev().enumerate() {
+            match scope {
+                Scope::Static(names) => {
+                    if let Some(&slot) = names.get(name) {
+                        return Ok(Expr::Var {
+                            depth: depth as u32,
+                            slot,
+                            pos,
+                        });
+                    }
+                }
+                Scope::With => with = true,
+            }
+        }
+        if with {
+            Ok(Expr::WithVar(Rc::from(name), pos))
+        } else {
+            Err(EvalError::eval(
+                format!("undefined variable '{name}'"),
+                Some(pos),
+            ))
+        }
+    }
+
+    fn lower_str(&mut self, s: &ast::Str, pos: Pos) -> Result<Expr, EvalError> {
+        let mut parts = Vec::new();
+        for part in s.normalized_parts() {
+            match part {
+                InterpolPart::Literal(text) => parts.push(Part::Lit(Rc::from(text))),
+                InterpolPart::Interpolation(i) => {
+                    let ipos = self.pos(&i);
+                    parts.push(Part::Expr(self.lower(i.expr(), ipos)?, ipos));
+                }
+            }
+        }
+        Ok(match parts.as_slice() {
+            [] => Expr::Str(Rc::from("")),
+            [Part::Lit(text)] => Expr::Str(text.clone()),
+            _ => Expr::Interp(parts, pos),
+        })
+    }
+
+    fn lower_path(
+        &mut self,
+        raw: Vec<InterpolPart<ast::PathContent>>,
+        pos: Pos,
+    ) -> Result<Expr, EvalError> {
+        let mut parts = Vec::new();
+        for part in raw {
+            match part {
+                InterpolPart::Literal(text) => parts.push(Part::Lit(Rc::from(text.text()))),
+                InterpolPart::Interpolation(i) => {
+                    let ipos = self.pos(&i);
+                    parts.push(Part::Expr(self.lower(i.expr(), ipos)?, ipos));
+                }
+            }
+        }
+        if let [Part::Lit(text)] = parts.as_slice() {
+            return Ok(Expr::Path(Rc::from(self.resolve_path(text, pos)?)));
+        }
+        Ok(Expr::PathInterp {
+            dir: self.dir.clone(),
+            parts,
+            pos,
+        })
+    }
+
+    fn resolve_path(&self, text: &str, pos: Pos) -> Result<PathBuf, EvalError> {
+        resolve_path_text(&self.dir, self.home, text).ok_or_else(|| {
+            EvalError::eval("the home directory is unknown (HOME is not set)", Some(pos))
+        })
+    }
+
+    fn lower_attrpath(
+        &mut self,
+        path: Option<ast::Attrpath>,
+        pos: Pos,
+    ) -> Result<Vec<AttrKey>, EvalError> {
+        let Some(path) = path else {
+            return Err(EvalError::syntax("missing attribute path", pos, 1));
+        };
+        let mut keys = Vec::new();
+        for attr in path.attrs() {
+            keys.push(self.lower_key(&attr)?);
+        }
+        Ok(keys)
+    }
+
+    fn lower_key(&mut self, attr: &ast::Attr) -> Result<AttrKey, EvalError> {
+        if let Some(name) = static_name(attr) {
+            return Ok(AttrKey::Static(name));
+        }
+        let pos = self.pos(attr);
+        let expr = match attr {
+            ast::Attr::Dynamic(d) => self.lower(d.expr(), pos)?,
+            ast::Attr::Str(s) => Rc::new(self.lower_str(s, pos)?),
+            ast::Attr::Ident(_) => unreachable!("identifiers are static"),
+        };
+        Ok(AttrKey::Dynamic(expr, pos))
+    }
+
+    fn lower_lambda(&mut self, l: &ast::Lambda, pos: Pos) -> Result<Expr, EvalError> {
+        let Some(param) = l.param() else {
+            return Err(EvalError::syntax("missing function argument", pos, 1));
+        };
+        match param {
+            ast::Param::IdentParam(p) => {
+                let name = p.ident().map(|i| ident_text(&i)).unwrap_or_default();
+                self.scopes
+                    .push(Scope::Static(HashMap::from([(Rc::from(name), 0)])));
+                let body = self.lower(l.body(), pos);
+                self.scopes.pop();
+                Ok(Expr::Lambda(Rc::new(LambdaDef {
+                    param: Param::Ident,
+                    body: body?,
+                    pos,
+                })))
+            }
+            ast::Param::Pattern(p) => {
+                let mut names: HashMap<Rc<str>, u32> = HashMap::new();
+                let mut order = Vec::new();
+                for entry in p.pat_entries() {
+                    let name: Rc<str> =
+                        Rc::from(entry.ident().map(|i| ident_text(&i)).unwrap_or_default());
+                    if names.contains_key(&name) {
+                        return Err(EvalError::eval(
+                            format!("duplicate formal function argument '{name}'"),
+                            Some(self.pos(&entry)),
+                        ));
+                    }
+                    names.insert(name.clone(), order.len() as u32);
+                    order.push((name, entry.default()));
+                }
+                let bind = p.pat_bind().and_then(|b| b.ident()).map(|i| ident_text(&i));
+                if let Some(b) = &bind {
+                    let b: Rc<str> = Rc::from(b.as_str());
+                    if names.contains_key(&b) {
+                        return Err(EvalError::eval(
+                            format!("duplicate formal function argument '{b}'"),
+                            Some(pos),
+                        ));
+                    }
+                    names.insert(b, order.len() as u32);
+                }
+                self.scopes.push(Scope::Static(names));
+                let out = (|| {
+                    let mut formals = Vec::new();
+                    for (name, default) in order {
+                        let d = match default {
+                            Some(d) => Some(self.lower(Some(d), pos)?),
+                            None => None,
+                        };
+                        formals.push((name, d));
+                    }
+                    let body = self.lower(l.body(), pos)?;
+                    Ok(Expr::Lambda(Rc::new(LambdaDef {
+                        param: Param::Pattern {
+                            formals,
+                            ellipsis: p.ellipsis_token().is_some(),
+                            bind: bind.is_some(),
+                        },
+                        body,
+                        pos,
+                    })))
+                })();
+                self.scopes.pop();
+                out
+            }
+        }
+    }
+
+    /// Gathers a set's or let's bindings, merging attribute paths and rejecting duplicates
+    /// exactly where Nix's parser does.
+    fn collect_tree(
+        &mut self,
+        node: &impl HasEntry,
+        rec: bool,
+        is_let: bool,
+    ) -> Result<Tree, EvalError> {
+        let mut tree = Tree::new(rec);
+        for entry in node.entries() {
+            match entry {
+                ast::Entry::Inherit(inh) => {
+                    let from = inh.from().and_then(|f| f.expr());
+                    for attr in inh.attrs() {
+                        let apos = self.pos(&attr);
+                        let Some(name) = static_name(&attr) else {
+                            return Err(EvalError::eval(
+                                "dynamic attributes not allowed in inherit",
+                                Some(apos),
+                            ));
+                        };
+                        if let Some(&i) = tree.names.get(&name) {
+                            return Err(dup_error(&name, apos, entry_pos(&tree.entries[i].1)));
+                        }
+                        tree.insert(name, Entry::Inherit(from.clone(), apos));
+                    }
+                }
+                ast::Entry::AttrpathValue(av) => {
+                    let Some(path) = av.attrpath() else {
+                        return Err(EvalError::syntax(
+                            "missing attribute path",
+                            self.pos(&av),
+                            1,
+                        ));
+                    };
+                    let Some(value) = av.value() else {
+                        return Err(EvalError::syntax("missing value", self.pos(&av), 1));
+                    };
+                    let ppos = self.pos(&path);
+                    let attrs: Vec<ast::Attr> = path.attrs().collect();
+                    if is_let && static_name(&attrs[0]).is_none() {
+                        return Err(EvalError::eval(
+                            "dynamic attributes not allowed in let",
+                            Some(ppos),
+                        ));
+                    }
+                    self.add_attr(&mut tree, &attrs, value, ppos)?;
+                }
+            }
+        }
+        Ok(tree)
+    }
+
+    fn add_attr(
+        &mut self,
+        tree: &mut Tree,
+        attrs: &[ast::Attr],
+        value: ast::Expr,
+        pos: Pos,
+    ) -> Result<(), EvalError> {
+        let shown = || show_path(attrs);
+        let mut cur = tree;
+        for (i, attr) in attrs.iter().enumerate() {
+            let last = i + 1 == attrs.len();
+            let Some(name) = static_name(attr) else {
+                let rest = if last {
+                    TreeValue::Expr(value)
+                } else {
+                    let mut nested = Tree::new(false);
+                    self.add_attr(&mut nested, &attrs[i + 1..], value, pos)?;
+                    TreeValue::Nested(nested)
+                };
+                cur.dynamics.push((attr.clone(), rest, pos));
+                return Ok(());
+            };
+            if last {
+                let new = self.value_entry(value, pos)?;
+                match cur.names.get(&name) {
+                    None => cur.insert(name, new),
+                    Some(&j) => match (&mut cur.entries[j].1, new) {
+                        (Entry::Nested(existing, _), Entry::Nested(added, _)) => {
+                            for (n, e) in added.entries {
+                                if let Some(&k) = existing.names.get(&n) {
+                                    return Err(dup_error(
+                                        &n,
+                                        entry_pos(&existing.entries[k].1),
+                                        entry_pos(&e),
+                                    ));
+                                }
+                                existing.insert(n, e);
+                            }
+                            existing.dynamics.extend(added.dynamics);
+                        }
+                        (old, _) => return Err(dup_error(&shown(), pos, entry_pos(old))),
+                    },
+                }
+                return Ok(());
+            }
+            let j = match cur.names.get(&name) {
+                Some(&j) => {
+                    if !matches!(cur.entries[j].1, Entry::Nested(..)) {
+                        return Err(dup_error(&shown(), pos, entry_pos(&cur.entries[j].1)));
+                    }
+                    j
+                }
+                None => {
+                    cur.insert(name, Entry::Nested(Tree::new(false), pos));
+                    cur.entries.len() - 1
+                }
+            };
+            let Entry::Nested(next, _) = &mut cur.entries[j].1 else {
+                unreachable!("checked above")
+            };
+            cur = next;
+        }
+        Ok(())
+    }
+
+    /// A bound value; a literal attribute set stays open for merging with later paths.
+    fn value_entry(&mut self, value: ast::Expr, pos: Pos) -> Result<Entry, EvalError> {
+        let mut inner = value.clone();
+        while let ast::Expr::Paren(p) = &inner {
+            match p.expr() {
+                Some(e) => inner = e,
+                None => break,
+            }
+        }
+        if let ast::Expr::AttrSet(set) = &inner {
+            let tree = self.collect_tree(set, set.rec_token().is_some(), false)?;
+            return Ok(Entry::Nested(tree, pos));
+        }
+        Ok(Entry::Value(value, pos))
+    }
+
+    /// Lowers a set: for `rec`, in a new scope of its static names.
+    fn lower_tree(&mut self, tree: Tree, pos: Pos) -> Result<AttrsDef, EvalError> {
+        self.depth += 1;
+        if self.depth > MAX_LOWER_DEPTH {
+            return Err(EvalError::unsupported(
+                "an attribute path nested this deeply",
+                Some(pos),
+            ));
+        }
+        let out = if tree.rec {
+            self.scopes.push(Scope::Static(tree.scope_names()));
+            let out = self.lower_tree_in_scope(tree);
+            self.scopes.pop();
+            out
+        } else {
+            self.lower_tree_in_scope(tree)
+        };
+        self.depth -= 1;
+        out
+    }
+
+    /// Lowers bindings, assuming the `rec`/`let` scope (if any) is already pushed.
+    fn lower_tree_in_scope(&mut self, tree: Tree) -> Result<AttrsDef, EvalError> {
+        let rec = tree.rec;
+        let mut statics = Vec::with_capacity(tree.entries.len());
+        for (name, entry) in tree.entries {
+            let (value, outer, pos) = match entry {
+                Entry::Value(e, pos) => (self.lower(Some(e), pos)?, false, pos),
+                Entry::Nested(t, pos) => (
+                    Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t, pos)?))),
+                    false,
+                    pos,
+                ),
+                Entry::Inherit(None, pos) => {
+                    // `inherit x;` refers to the enclosing scope, not the set being defined.
+                    let value = if rec {
+                        let saved = self.scopes.pop();
+                        let v = self.lower_var(&name, pos);
+                        self.scopes.extend(saved);
+                        v?
+                    } else {
+                        self.lower_var(&name, pos)?
+                    };
+                    (Rc::new(value), rec, pos)
+                }
+                Entry::Inherit(Some(from), pos) => {
+                    let expr = self.lower(Some(from), pos)?;
+                    let select = Expr::Select {
+                        expr,
+                        path: vec![AttrKey::Static(name.clone())],
+                        default: None,
+                        pos,
+                    };
+                    (Rc::new(select), false, pos)
+                }
+            };
+            statics.push(Binding {
+                name,
+                value,
+                outer,
+                pos,
+            });
+        }
+        let mut dynamics = Vec::new();
+        for (attr, value, pos) in tree.dynamics {
+            let name = match self.lower_key(&attr)? {
+                AttrKey::Dynamic(e, _) => e,
+                AttrKey::Static(s) => Rc::new(Expr::Str(s)),
+            };
+            let value = match value {
+                TreeValue::Expr(e) => self.lower(Some(e), pos)?,
+                TreeValue::Nested(t) => Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t, pos)?))),
+            };
+            dynamics.push(DynBinding { name, value, pos });
+        }
+        Ok(AttrsDef {
+            rec,
+            statics,
+            dynamics,
+        })
+    }
+}
+
+impl Tree {
+    fn new(rec: bool) -> Self {
+        Tree {
+            rec,
+            names: HashMap::new(),
+            entries: Vec::new(),
+            dynamics: Vec::new(),
+        }
+    }
+
+    fn insert(&mut self, name: Rc<str>, entry: Entry) {
+        self.names.insert(name.clone(), self.entries.len());
+        self.entries.push((name, entry));
+    }
+
+    fn scope_names(&self) -> HashMap<Rc<str>, u32> {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), i as u32))
+            .collect()
+    }
+}
+
+fn entry_pos(e: &Entry) -> Pos {
+    match e {
+        Entry::Value(_, p) | Entry::Nested(_, p) | Entry::Inherit(_, p) => *p,
+    }
+}
+
+fn dup_error(name: &str, pos: Pos, previous: Pos) -> EvalError {
+    EvalError {
+        previous: Some(previous),
+        ..EvalError::eval(format!("attribute '{name}' already defined"), Some(pos))
+    }
+}
+
+fn unwrap_rc(e: ExprRef) -> Expr {
+    Rc::try_unwrap(e).unwrap_or_else(|_| unreachable!("freshly lowered expressions are unshared"))
+}
+
+fn ident_text(id: &ast::Ident) -> String {
+    id.syntax().text().to_string()
+}
+
+/// The name of an attribute known without evaluation: identifiers, plain strings, `${"x"}`.
+fn static_name(attr: &ast::Attr) -> Option<Rc<str>> {
+    let plain = |s: &ast::Str| -> Option<Rc<str>> {
+        let mut out = String::new();
+        for part in s.normalized_parts() {
+            match part {
+                InterpolPart::Literal(t) => out.push_str(&t),
+                InterpolPart::Interpolation(_) => return None,
+            }
+        }
+        Some(Rc::from(out))
+    };
+    match attr {
+        ast::Attr::Ident(id) => Some(Rc::from(ident_text(id))),
+        ast::Attr::Str(s) => plain(s),
+        ast::Attr::Dynamic(d) => match d.expr() {
+            Some(ast::Expr::Str(s)) => plain(&s),
+            _ => None,
+        },
+    }
+}
+
+fn show_path(attrs: &[ast::Attr]) -> String {
+    attrs
+        .iter()
+        .map(|a| match static_name(a) {
+            Some(n) => n.to_string(),
+            None => "\"${...}\"".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Resolves a path literal's text as Nix does: relative to the file's directory, `~` to HOME,
+/// then lexically canonicalised.
+pub(crate) fn resolve_path_text(dir: &Path, home: Option<&Path>, text: &str) -> Option<PathBuf> {
+    let joined = if let Some(rest) = text.strip_prefix("~/") {
+        home?.join(rest)
+    } else if text.starts_with('/') {
+        PathBuf::from(text)
+    } else {
+        dir.join(text)
+    };
+    Some(canon_path(&joined.to_string_lossy()))
+}
+
+/// Nix's `canonPath`: absolute, no `.`/`..`/empty components, no trailing slash.
+pub(crate) fn canon_path(path: &str) -> PathBuf {
+    let mut parts: Vec<&str> = Vec::new();
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    PathBuf::from(format!("/{}", parts.join("/")))
+}

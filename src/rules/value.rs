@@ -1,0 +1,165 @@
+//! Runtime values of the evaluator. Thunks and scopes live in per-evaluation arenas and are
+//! named by index, so that recursive `let`/`rec` scopes need no reference cycles and everything
+//! is freed when the evaluation ends.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use super::diag::Pos;
+use super::lower::{ExprRef, LambdaDef};
+
+pub(crate) type ThunkId = u32;
+pub(crate) type EnvId = u32;
+
+/// A value in weak head normal form; its parts may still be unevaluated thunks.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Rc<str>),
+    Path(Rc<Path>),
+    List(Rc<Vec<ThunkId>>),
+    Attrs(Rc<Attrs>),
+    Lambda(Rc<LambdaDef>, EnvId),
+    Prim(Rc<PrimApp>),
+}
+
+/// An attribute: its value and where it was defined (when it comes from source).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attr {
+    pub value: ThunkId,
+    pub pos: Option<Pos>,
+}
+
+/// Attribute sets are ordered by name, as Nix's `attrNames` and JSON output are.
+pub(crate) type Attrs = BTreeMap<Rc<str>, Attr>;
+
+/// A built-in function, possibly partially applied.
+#[derive(Debug)]
+pub(crate) struct PrimApp {
+    pub name: &'static str,
+    pub arity: usize,
+    pub args: Vec<ThunkId>,
+}
+
+#[derive(Debug)]
+pub(crate) enum ThunkState {
+    Expr(ExprRef, EnvId),
+    /// A lazy function application (function thunk, argument thunk), made by builtins such
+    /// as `map`.
+    Apply(ThunkId, ThunkId),
+    /// Being evaluated: forcing it again is infinite recursion (at this position).
+    Blackhole(Option<Pos>),
+    Done(Value),
+    /// A builtin Nix has and we do not; an error only if used.
+    Unsupported(&'static str),
+}
+
+/// A scope: the slots of a `let`, `rec`, or function frame, or the set of a `with`.
+#[derive(Debug)]
+pub(crate) struct EnvData {
+    pub parent: Option<EnvId>,
+    pub slots: Vec<ThunkId>,
+    pub with: Option<ThunkId>,
+}
+
+impl Value {
+    /// Nix's `showType`, used in type errors.
+    pub fn show_type(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a Boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Str(_) => "a string",
+            Value::Path(_) => "a path",
+            Value::List(_) => "a list",
+            Value::Attrs(_) => "a set",
+            Value::Lambda(..) => "a function",
+            Value::Prim(p) if p.args.is_empty() => "a built-in function",
+            Value::Prim(_) => "a partially applied built-in function",
+        }
+    }
+
+    /// `builtins.typeOf`.
+    pub fn type_of(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Path(_) => "path",
+            Value::List(_) => "list",
+            Value::Attrs(_) => "set",
+            Value::Lambda(..) | Value::Prim(_) => "lambda",
+        }
+    }
+
+    pub fn str(s: &str) -> Value {
+        Value::Str(Rc::from(s))
+    }
+}
+
+/// Formats a float as C++ iostreams do by default (`%g`, 6 significant digits), which is how
+/// Nix writes floats in JSON.
+pub(crate) fn format_float_json(f: f64) -> String {
+    if f.is_nan() {
+        return if f.is_sign_negative() { "-nan" } else { "nan" }.to_owned();
+    }
+    if f.is_infinite() {
+        return if f < 0.0 { "-inf" } else { "inf" }.to_owned();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    let sci = format!("{f:.5e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        let decimals = (5 - exp).max(0) as usize;
+        trim_zeros(&format!("{f:.decimals$}"))
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim_zeros(mantissa), exp.abs())
+    }
+}
+
+fn trim_zeros(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `toString` of a float: `%f`, as Nix's `std::to_string` gives.
+pub(crate) fn format_float_to_string(f: f64) -> String {
+    format!("{f:.6}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_cpp_streams() {
+        assert_eq!(format_float_json(1.0), "1");
+        assert_eq!(format_float_json(2.5), "2.5");
+        assert_eq!(format_float_json(0.1), "0.1");
+        assert_eq!(format_float_json(1.0 / 3.0), "0.333333");
+        assert_eq!(format_float_json(1e20), "1e+20");
+        assert_eq!(format_float_json(123456789.123), "1.23457e+08");
+        assert_eq!(format_float_json(1.5e-7), "1.5e-07");
+        assert_eq!(format_float_json(100000.0), "100000");
+        assert_eq!(format_float_json(0.0001), "0.0001");
+    }
+
+    #[test]
+    fn to_string_of_floats_has_six_decimals() {
+        assert_eq!(format_float_to_string(1.5), "1.500000");
+    }
+}

@@ -1,0 +1,3 @@
+let k = 1; in
+assert builtins.isString k;
+{ }

@@ -1,0 +1,1 @@
+let a = { x = 1; }; in { inherit (a) x; x = 2; }

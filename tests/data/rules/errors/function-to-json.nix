@@ -1,0 +1,1 @@
+{ "a.age".publicKeys = [ (x: x) ]; }

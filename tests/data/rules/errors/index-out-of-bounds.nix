@@ -1,0 +1,3 @@
+{
+  "a.age".publicKeys = [ (builtins.elemAt [ "k" ] 3) ];
+}

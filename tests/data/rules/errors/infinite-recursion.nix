@@ -1,0 +1,5 @@
+let
+  a = b;
+  b = a;
+in
+{ "a.age".publicKeys = [ a ]; }

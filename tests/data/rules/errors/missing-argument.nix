@@ -1,0 +1,4 @@
+let mk = { keys }: { publicKeys = keys; }; in
+{
+  "a.age" = mk { };
+}

@@ -1,0 +1,4 @@
+let keys = { alice = "k"; }; in
+{
+  "a.age".publicKeys = [ keys.bob ];
+}

@@ -1,0 +1,4 @@
+let k = "key"; in
+{
+  "a.age".publicKeys = [ (k 1) ];
+}

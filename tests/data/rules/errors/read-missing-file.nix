@@ -1,0 +1,3 @@
+{
+  "a.age".publicKeys = [ (builtins.readFile ./no-such-key.pub) ];
+}

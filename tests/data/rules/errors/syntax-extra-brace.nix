@@ -1,0 +1,4 @@
+{
+  "a.age".publicKeys = [ "k" ];
+}
+}

@@ -1,0 +1,5 @@
+let
+  k = "age1";
+{
+  "a.age".publicKeys = [ k ];
+}

@@ -1,0 +1,7 @@
+let
+  keys = [ "a" "b" ];
+in
+{
+  "a.age".publicKeys = keys
+  "b.age".publicKeys = keys;
+}

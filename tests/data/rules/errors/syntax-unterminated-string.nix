@@ -1,0 +1,6 @@
+let
+  k = "age1;
+in
+{
+  "a.age".publicKeys = [ k ];
+}

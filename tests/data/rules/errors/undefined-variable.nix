@@ -1,0 +1,1 @@
+let unused = user1; in { "a.age".publicKeys = [ ]; }

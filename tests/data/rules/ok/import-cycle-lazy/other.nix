@@ -1,0 +1,1 @@
+{ key = "k-other"; back = (import ./secrets.nix).key; }

@@ -1,0 +1,1 @@
+{ users }: { keys = [ users.alice users.bob (import ../keys/users.nix).alice ]; }
