@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod cli;
 pub mod edit;
 pub mod error;
+pub mod install;
 pub mod keys;
 pub mod progress;
 pub mod rekey;

@@ -1,4 +1,5 @@
 //! One test binary for the whole crate: shared helpers in `util`, one module per area.
 
 mod cli;
+mod install;
 mod util;

@@ -1,0 +1,69 @@
+# Evaluated module options -> the installer's manifest (an attrset; the modules write it with
+# builtins.toJSON). Pure and builtins-only so tests can evaluate it with plain nix-instantiate;
+# plain attrsets with missing fields get agenix's defaults here as in the modules.
+{
+  secrets ? { },
+  templates ? { },
+  identityPaths ? [ ],
+  secretsDir ? "/run/agenix",
+  secretsMountPoint ? "/run/agenix.d",
+  # "system" (NixOS: ramfs, owners) or "home" (home-manager: $VAR paths expanded at run time)
+  mode ? "system",
+  keepGenerations ? 1,
+  dirGroup ? (if mode == "system" then "keys" else null),
+  pluginPaths ? [ ],
+  restartListFile ? null,
+  reloadListFile ? null,
+}:
+let
+  common = defaultPath: e: {
+    path = e.path or defaultPath;
+    mode = e.mode or "0400";
+    owner = e.owner or "0";
+    group = e.group or "0";
+    symlink = e.symlink or true;
+    restartUnits = e.restartUnits or [ ];
+    reloadUnits = e.reloadUnits or [ ];
+  };
+
+  secret =
+    attr: s:
+    let
+      name = s.name or attr;
+    in
+    {
+      inherit name;
+      # Interpolating a path copies the .age file to the store (as agenix does); strings
+      # (files outside the store) are kept as they are.
+      file = "${s.file}";
+    }
+    // common "${secretsDir}/${name}" s;
+
+  template =
+    attr: t:
+    let
+      name = t.name or attr;
+    in
+    {
+      inherit name;
+      content = t.content;
+    }
+    // common "${secretsDir}/templates/${name}" t;
+in
+{
+  version = 1;
+  inherit
+    mode
+    secretsDir
+    secretsMountPoint
+    keepGenerations
+    dirGroup
+    restartListFile
+    reloadListFile
+    ;
+  # toString, not interpolation: identities must never be copied into the store.
+  identityPaths = map toString identityPaths;
+  pluginPaths = map toString pluginPaths;
+  secrets = builtins.attrValues (builtins.mapAttrs secret secrets);
+  templates = builtins.attrValues (builtins.mapAttrs template templates);
+}
