@@ -566,13 +566,13 @@ mod tests {
     }
 
     #[test]
-    fn a_script_uses_the_interpreter_given() {
+    fn a_script_uses_the_interpreter_given_split_like_a_shell() {
         let g = gen(
-            json!({"script": "import sys\nsys.stdout.write('py' * 2)", "interpreter": "python3"}),
+            json!({"script": "declare -a xs=(a b); printf %s \"${xs[1]}\"", "interpreter": "bash"}),
         );
-        assert_eq!(text(&g), "pypy");
-        let g = gen(json!({"script": "echo \"$0\"", "interpreter": "sh -s"}));
-        assert_eq!(text(&g), "sh\n");
+        assert_eq!(text(&g), "b");
+        let g = gen(json!({"script": "echo \"$1\"", "interpreter": "sh -s 'two words'"}));
+        assert_eq!(text(&g), "two words\n");
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! One test binary for the whole crate: shared helpers in `util`, one module per area.
 
+mod beyond;
 mod util;
