@@ -19,7 +19,7 @@ use rand::Rng;
 use serde_json::Value as Json;
 use zeroize::Zeroizing;
 
-use crate::rules::Secret;
+use crate::rules::{Rules, Secret};
 
 /// The largest N a built-in accepts; bigger is a typo, not a secret.
 pub const MAX_LEN: usize = 9999;
@@ -92,6 +92,8 @@ pub enum GenerateError {
     },
     #[error("secret \"{name}\": cannot create an ssh-ed25519 key: {why}")]
     Key { name: String, why: String },
+    #[error("secret \"{name}\" has no generator in the rules, so --generate cannot create it")]
+    NoGenerator { name: String },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -232,6 +234,64 @@ impl Generator {
             public: None,
         })
     }
+}
+
+/// What `--generate` will do, decided before anything runs.
+#[derive(Debug)]
+pub struct Plan<'r> {
+    /// Secrets to create, in rules order, with their parsed generators.
+    pub create: Vec<(&'r Secret, Generator)>,
+    /// Secrets left alone because their file exists and `force` was not given.
+    pub existing: Vec<&'r Secret>,
+}
+
+/// Chooses the secrets to generate: those in `only` (every rule with a generator when `only`
+/// is empty) whose file is missing, or all of them with `force`. A secret named in `only`
+/// without a generator, or any unusable generator, is an error before anything runs.
+pub fn plan<'r>(
+    rules: &'r Rules,
+    only: &[&'r Secret],
+    force: bool,
+) -> Result<Plan<'r>, GenerateError> {
+    let candidates: Vec<&Secret> = if only.is_empty() {
+        rules
+            .secrets
+            .iter()
+            .filter(|s| s.extra.contains_key("generator"))
+            .collect()
+    } else {
+        only.to_vec()
+    };
+    let mut plan = Plan {
+        create: Vec::new(),
+        existing: Vec::new(),
+    };
+    for secret in candidates {
+        let generator = Generator::of(secret)?.ok_or_else(|| GenerateError::NoGenerator {
+            name: secret.name.clone(),
+        })?;
+        // symlink_metadata: a dangling symlink is still something we must not overwrite.
+        let exists = std::fs::symlink_metadata(rules.secret_file(secret)).is_ok();
+        if exists && !force {
+            plan.existing.push(secret);
+        } else {
+            plan.create.push((secret, generator));
+        }
+    }
+    Ok(plan)
+}
+
+/// Runs every generator of the plan, in order, before anything is written: on the first
+/// failure the already generated plaintexts are dropped (and wiped) and the error returned,
+/// so a failing generator leaves nothing behind.
+pub fn run_plan<'r>(
+    plan: &Plan<'r>,
+    workdir: &Path,
+) -> Result<Vec<(&'r Secret, Generated)>, GenerateError> {
+    plan.create
+        .iter()
+        .map(|(secret, generator)| Ok((*secret, generator.generate(&secret.name, workdir)?)))
+        .collect()
 }
 
 /// Runs a rule's generator, if it has one.
@@ -625,5 +685,105 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("signal: 9"), "{err}");
+    }
+
+    fn plan_rules(dir: &Path) -> Rules {
+        Rules::from_json(
+            &dir.join("secrets.nix"),
+            &json!({
+                "new.age": {"publicKeys": [], "generator": "hex:4"},
+                "old.age": {"publicKeys": [], "generator": "alnum:4"},
+                "plain.age": {"publicKeys": []},
+                "sub/cmd.age": {"publicKeys": [], "generator": {"command": ["printf", "x"]}},
+            }),
+        )
+        .unwrap()
+    }
+
+    fn names(
+        secrets: impl IntoIterator<Item = impl std::ops::Deref<Target = Secret>>,
+    ) -> Vec<String> {
+        secrets.into_iter().map(|s| s.name.clone()).collect()
+    }
+
+    #[test]
+    fn plan_creates_missing_secrets_with_generators_and_keeps_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old.age"), "ciphertext").unwrap();
+        let rules = plan_rules(dir.path());
+        let p = plan(&rules, &[], false).unwrap();
+        assert_eq!(
+            names(p.create.iter().map(|(s, _)| *s)),
+            ["new.age", "sub/cmd.age"]
+        );
+        assert_eq!(names(p.existing.iter().copied()), ["old.age"]);
+        let forced = plan(&rules, &[], true).unwrap();
+        assert_eq!(
+            names(forced.create.iter().map(|(s, _)| *s)),
+            ["new.age", "old.age", "sub/cmd.age"]
+        );
+        assert_eq!(forced.create[1].1, Generator::Alnum(4));
+        assert!(forced.existing.is_empty());
+    }
+
+    #[test]
+    fn plan_for_named_secrets_only_and_refuses_one_without_generator() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = plan_rules(dir.path());
+        let p = plan(&rules, &[&rules.secrets[3]], false).unwrap();
+        assert_eq!(names(p.create.iter().map(|(s, _)| *s)), ["sub/cmd.age"]);
+        let err = plan(&rules, &[&rules.secrets[0], &rules.secrets[2]], false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "secret \"plain.age\" has no generator in the rules, so --generate cannot create it"
+        );
+    }
+
+    #[test]
+    fn plan_rejects_a_bad_generator_before_running_any() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let rules = Rules::from_json(
+            &dir.path().join("secrets.nix"),
+            &json!({
+                "a.age": {"publicKeys": [], "generator": {"command": ["touch", marker]}},
+                "b.age": {"publicKeys": [], "generator": "hex:many"},
+            }),
+        )
+        .unwrap();
+        let err = plan(&rules, &[], false).unwrap_err().to_string();
+        assert!(
+            err.contains("\"b.age\"") && err.contains("hex:many"),
+            "{err}"
+        );
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn run_plan_stops_at_the_first_failure_and_returns_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = Rules::from_json(
+            &dir.path().join("secrets.nix"),
+            &json!({
+                "a.age": {"publicKeys": [], "generator": "hex:4"},
+                "b.age": {"publicKeys": [], "generator": {"script": "exit 7"}},
+                "c.age": {"publicKeys": [], "generator": {"script": "touch c-ran"}},
+            }),
+        )
+        .unwrap();
+        let p = plan(&rules, &[], false).unwrap();
+        let err = run_plan(&p, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("secret \"b.age\": generator \"sh\" failed (exit status: 7)"),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("c-ran").exists(),
+            "generators after a failure must not run"
+        );
+        let ok = plan(&rules, &[&rules.secrets[0]], false).unwrap();
+        let done = run_plan(&ok, dir.path()).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].1.secret.len(), 8);
     }
 }
