@@ -947,4 +947,42 @@ mod tests {
         assert_eq!(ssh[0].args[0], tag);
         assert!(!header.armored);
     }
+
+    #[test]
+    fn a_directory_where_a_secret_should_be_is_unreadable_not_an_orphan() {
+        let t = Tree::new();
+        std::fs::create_dir(t.dir.path().join("d.age")).unwrap();
+        let rules = t.rules(json!({"d.age": {"publicKeys": [t.x(1)]}}));
+        let report = check(&rules);
+        let found = kinds(&report);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            matches!(&found[0], (n, Finding::Unreadable { .. }) if n == "d.age"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn report_stale_agrees_with_stale() {
+        let t = Tree::new();
+        t.write("ok.age", &[&t.x(1)], false);
+        t.write("armor.age", &[&t.x(1)], false);
+        t.write("keys.age", &[&t.x(1)], false);
+        std::fs::write(t.dir.path().join("junk.age"), "junk").unwrap();
+        let rules = t.rules(json!({
+            "ok.age": {"publicKeys": [t.x(1)]},
+            "armor.age": {"publicKeys": [t.x(1)], "armor": true},
+            "keys.age": {"publicKeys": [t.x(1), t.ssh]},
+            "junk.age": {"publicKeys": [t.x(1)]},
+            "missing.age": {"publicKeys": [t.x(1)]},
+        }));
+        let from_report: Vec<&str> = check(&rules)
+            .stale(&rules)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let direct: Vec<&str> = stale(&rules).iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(from_report, ["armor.age", "keys.age"]);
+        assert_eq!(direct, from_report);
+    }
 }
