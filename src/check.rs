@@ -147,26 +147,20 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Keeps the key type and comment readable while hiding the long base64 middle.
+/// Keeps the key type and comment readable and shows the end of the base64, which is where
+/// keys of one type differ (the start encodes the type and is the same for all of them).
 fn shorten_key(key: &str) -> String {
-    let parts: Vec<&str> = key.split_whitespace().collect();
-    let short = |s: &str| {
-        if s.len() > 20 {
-            format!("{}…{}", &s[..12], &s[s.len() - 6..])
-        } else {
-            s.to_owned()
-        }
-    };
-    match parts.as_slice() {
-        [kind, body, rest @ ..] => {
-            let mut out = format!("{kind} {}", short(body));
-            for r in rest {
+    let mut parts = key.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(kind), Some(body)) if body.len() > 16 && body.is_ascii() => {
+            let mut out = format!("{kind} …{}", &body[body.len() - 12..]);
+            for rest in parts {
                 out.push(' ');
-                out.push_str(r);
+                out.push_str(rest);
             }
             out
         }
-        _ => short(key),
+        _ => key.to_owned(),
     }
 }
 
@@ -718,7 +712,7 @@ mod tests {
         assert!(
             report
                 .render_human()
-                .contains("not encrypted to ssh-ed25519 AAAAC3NzaC1l…L6Td4W root@default"),
+                .contains("not encrypted to ssh-ed25519 …qF2bW5L6Td4W root@default"),
             "{}",
             report.render_human()
         );
@@ -984,5 +978,15 @@ mod tests {
         let direct: Vec<&str> = stale(&rules).iter().map(|s| s.name.as_str()).collect();
         assert_eq!(from_report, ["armor.age", "keys.age"]);
         assert_eq!(direct, from_report);
+    }
+
+    #[test]
+    fn long_keys_are_shortened_to_their_distinctive_end() {
+        assert_eq!(
+            shorten_key("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQC7xyz0123456789ab me@host"),
+            "ssh-rsa …0123456789ab me@host"
+        );
+        assert_eq!(shorten_key("ssh-ed25519 short c"), "ssh-ed25519 short c");
+        assert_eq!(shorten_key("garbage"), "garbage");
     }
 }
