@@ -1,6 +1,7 @@
 //! Secret generators: a rule's `generator` attribute, parsed and run, giving the plaintext in
 //! memory. Built-ins draw from the OS CSPRNG; sources run a command or a script with no shell
-//! and no temporary file. Encrypting and writing the result is the caller's job.
+//! and no temporary file. [`generate_files`] is `--generate`: it encrypts the results and
+//! writes them only when every generator succeeded.
 //!
 //! Lengths: `alnum:N` is N characters; `hex:N` and `base64:N` are N random *bytes* (like
 //! `openssl rand -hex N` / `-base64 N`), so `hex:32` is 64 characters; `passphrase:N` is N
@@ -19,7 +20,10 @@ use rand::Rng;
 use serde_json::Value as Json;
 use zeroize::Zeroizing;
 
+use anyhow::Context;
+
 use crate::rules::{Rules, Secret};
+use crate::{age_io, atomic, keys};
 
 /// The largest N a built-in accepts; bigger is a typo, not a secret.
 pub const MAX_LEN: usize = 9999;
@@ -292,6 +296,88 @@ pub fn run_plan<'r>(
         .iter()
         .map(|(secret, generator)| Ok((*secret, generator.generate(&secret.name, workdir)?)))
         .collect()
+}
+
+/// `--generate`: plans, parses every recipient list, runs every generator (in memory), then
+/// encrypts each result into a synced temp file beside its target; only when all of that
+/// succeeded are the files renamed into place (an ssh-ed25519 secret's `.pub` before the
+/// secret, so a secret on disk always has its public key). Before that point nothing is
+/// written; the plaintext never is.
+pub fn generate_files(
+    rules: &Rules,
+    only: &[&Secret],
+    force: bool,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let plan = plan(rules, only, force)?;
+    for secret in &plan.existing {
+        eprintln!(
+            "ragenix: keeping {}: the file exists (--force replaces it)",
+            secret.name
+        );
+    }
+    if plan.create.is_empty() {
+        if plan.existing.is_empty() {
+            eprintln!(
+                "ragenix: no rule in {} has a generator; nothing to generate",
+                rules.file.display()
+            );
+        }
+        return Ok(());
+    }
+    let mut recipients = Vec::with_capacity(plan.create.len());
+    let mut bad = 0;
+    for (secret, _) in &plan.create {
+        match keys::recipients(&secret.name, &secret.public_keys) {
+            Ok(r) => recipients.push(r),
+            Err(e) => {
+                eprintln!("ragenix: {e:#}");
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} of {} secrets have unusable recipients; nothing was generated",
+            plan.create.len()
+        );
+    }
+    let generated = run_plan(&plan, &rules.dir)?;
+    let mut publics = Vec::new();
+    let mut secrets = Vec::with_capacity(generated.len());
+    for ((secret, made), to) in generated.iter().zip(&recipients) {
+        let file = rules.secret_file(secret);
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
+        }
+        secrets.push(atomic::stage(&file, |w| {
+            age_io::encrypt(to, secret.armor, &mut &made.secret[..], w)
+        })?);
+        if let Some(public) = &made.public {
+            publics.push(atomic::stage(&public_key_path(&file), |w| {
+                Ok(w.write_all(public.as_bytes())?)
+            })?);
+        }
+    }
+    for staged in publics.into_iter().chain(secrets) {
+        let target = staged.target().to_path_buf();
+        staged.commit()?;
+        if verbose {
+            eprintln!("ragenix: wrote {}", target.display());
+        }
+    }
+    for (secret, made) in &generated {
+        match made.public {
+            Some(_) => eprintln!(
+                "ragenix: generated {} (public key in {})",
+                secret.name,
+                public_key_path(&rules.secret_file(secret)).display()
+            ),
+            None => eprintln!("ragenix: generated {}", secret.name),
+        }
+    }
+    Ok(())
 }
 
 /// Runs a rule's generator, if it has one.

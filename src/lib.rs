@@ -2,7 +2,8 @@
 //!
 //! Rules (`secrets.nix`) are read by our own Nix evaluator in [`rules`]; secrets are age files
 //! handled through the `age` crate ([`keys`], [`age_io`]), replaced on disk by [`atomic`].
-//! [`cli`] wires the command line to [`edit`] and [`rekey`].
+//! [`cli`] wires the command line to [`edit`], [`rekey`], [`check`], [`generate`], [`schema`]
+//! and [`manual`].
 
 pub mod age_io;
 pub mod atomic;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod generate;
 pub mod install;
 pub mod keys;
+pub mod manual;
 pub mod progress;
 pub mod rekey;
 pub mod rules;
