@@ -75,7 +75,7 @@ pub struct Args {
 
     /// With -d: when no identity can decrypt FILE, print a one-line notice on stdout and exit 0
     /// (for `git config diff.age.textconv "ragenix --textconv -d"`)
-    #[arg(long, requires = "decrypt")]
+    #[arg(long)]
     pub textconv: bool,
 
     /// Report every difference between the rules and the files (missing, orphaned, unreadable,
@@ -84,11 +84,11 @@ pub struct Args {
     pub check: bool,
 
     /// With --check: print the report as JSON
-    #[arg(long, requires = "check")]
+    #[arg(long)]
     pub json: bool,
 
     /// With -r: re-encrypt only the secrets whose recipients or armor differ from the rules
-    #[arg(long, visible_alias = "lazy", requires = "rekey")]
+    #[arg(long, visible_alias = "lazy")]
     pub stale: bool,
 
     /// Create every missing secret whose rule has a `generator` (or only the named ones) and
@@ -97,7 +97,7 @@ pub struct Args {
     pub generate: Option<Vec<PathBuf>>,
 
     /// With --generate: replace secrets that already exist
-    #[arg(long, requires = "generate")]
+    #[arg(long)]
     pub force: bool,
 
     /// Print the JSON Schema of the rules format and exit
@@ -141,6 +141,26 @@ impl Args {
                 clap::error::ErrorKind::ArgumentConflict,
                 "--editor only applies to --edit",
             ));
+        }
+        // Not clap's `requires`: it is waived when another member of the action group is
+        // present, which is exactly the case to refuse.
+        for (given, flag, action, present) in [
+            (
+                self.textconv,
+                "--textconv",
+                "--decrypt",
+                self.decrypt.is_some(),
+            ),
+            (self.json, "--json", "--check", self.check),
+            (self.stale, "--stale", "--rekey", self.rekey.is_some()),
+            (self.force, "--force", "--generate", self.generate.is_some()),
+        ] {
+            if given && !present {
+                return Err(Args::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag} only applies to {action}"),
+                ));
+            }
         }
         Ok(())
     }

@@ -1,5 +1,11 @@
 //! Beyond agenix: `check` against files written by Go `age`, generators against `ssh-keygen`,
-//! and the rules schema against the real-world corpus.
+//! and the rules schema against the real-world corpus; the submodules drive the same features
+//! through the `ragenix` command line.
+
+mod check_cmd;
+mod generate_cmd;
+mod git_diff;
+mod manual;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
