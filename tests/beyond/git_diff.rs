@@ -29,7 +29,8 @@ fn git_ok(p: &Project, args: &[&str]) -> String {
         "git {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    // Without the driver a small age file may pass git's binary test and be diffed as bytes.
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A repository with `db.age` committed, then changed with `ragenix -e`.
@@ -67,7 +68,7 @@ fn git_diff_with_the_textconv_driver_shows_the_cleartext_lines_that_changed() {
         return;
     };
     let raw = git_ok(&p, &["diff"]);
-    assert!(raw.contains("Binary files"), "{raw}");
+    assert!(raw.contains("db.age") && !raw.contains("hunter2"), "{raw}");
     textconv(&p, "-d");
     let diff = git_ok(&p, &["diff"]);
     assert!(diff.contains("\n-password = hunter2\n"), "{diff}");
@@ -93,9 +94,15 @@ fn without_a_matching_identity_textconv_gives_one_line_instead_of_a_failed_diff(
     let failed = git(&p, &["diff"]);
     assert!(!failed.status.success());
     let err = String::from_utf8_lossy(&failed.stderr);
-    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("ragenix")).collect();
-    assert_eq!(ours.len(), 1, "{err}");
-    assert!(ours[0].contains("no identity matched"), "{err}");
+    // Git stops at the first failing version; whatever ran said so in one line each.
+    let ours: Vec<&str> = err.lines().filter(|l| !l.starts_with("fatal:")).collect();
+    assert!(!ours.is_empty(), "{err}");
+    for line in ours {
+        assert!(
+            line.starts_with("ragenix: cannot decrypt ") && line.contains("no identity matched"),
+            "{err}"
+        );
+    }
     // --textconv puts the line in the diff and lets git go on.
     textconv(&p, "--textconv -d");
     let diff = git_ok(&p, &["diff"]);
