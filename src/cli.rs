@@ -365,16 +365,44 @@ fn decrypt(args: &Args, file: &Path) -> Result<()> {
 /// stdout and the exit is 0, so git shows it in place of the cleartext and goes on; without
 /// it, exit 1, because a caller reading stdout as the secret must see the failure.
 fn no_identity(args: &Args, file: &Path, e: anyhow::Error) -> Result<()> {
-    let mut line = format!("cannot decrypt {}: {e:#}", file.display());
+    let mut why = format!("{e:#}");
     if let Some(h) = error::hint(&e) {
-        line.push_str("; hint: ");
-        line.push_str(h);
+        why.push_str("; hint: ");
+        why.push_str(h);
     }
     if args.textconv {
+        // Git hands us each old version as a randomly named temp file, so the notice names
+        // only the file; a fingerprint of the ciphertext keeps a changed file from looking
+        // unchanged (identical textconv output hides the file from the diff).
+        let name = file.file_name().map_or(file, Path::new).display();
+        let print = ciphertext_fingerprint(file)?;
         let mut out = io::stdout().lock();
-        writeln!(out, "[ragenix: {line}]")?;
+        writeln!(
+            out,
+            "[ragenix: cannot decrypt {name} (ciphertext {print:016x}): {why}]"
+        )?;
         return out.flush().map_err(Into::into);
     }
-    eprintln!("ragenix: {line}");
+    eprintln!("ragenix: cannot decrypt {}: {why}", file.display());
     Err(Reported.into())
+}
+
+/// Tells versions of a file apart; the ciphertext is no secret, and both sides of a diff are
+/// computed by the same binary, so std's hasher is enough.
+fn ciphertext_fingerprint(file: &Path) -> Result<u64> {
+    use std::hash::Hasher;
+    use std::io::Read;
+    let mut input =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = input
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.write(&buf[..n]);
+    }
 }

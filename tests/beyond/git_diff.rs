@@ -4,6 +4,7 @@
 use std::fs;
 use std::process::{Command, Output};
 
+use predicates::prelude::*;
 use predicates::str::contains;
 
 use crate::cli::{bin, Project};
@@ -106,10 +107,15 @@ fn without_a_matching_identity_textconv_gives_one_line_instead_of_a_failed_diff(
     // --textconv puts the line in the diff and lets git go on.
     textconv(&p, "--textconv -d");
     let diff = git_ok(&p, &["diff"]);
+    // Each version gets its own line, naming the file (not git's temp copy) and telling the
+    // versions apart by their ciphertext.
     assert!(
-        diff.contains("[ragenix: cannot decrypt ") && diff.contains("no identity matched (tried "),
+        diff.contains("\n-[ragenix: cannot decrypt db.age (ciphertext ")
+            && diff.contains("\n+[ragenix: cannot decrypt db.age (ciphertext ")
+            && diff.contains("): no identity matched (tried "),
         "{diff}"
     );
+    assert!(!diff.contains("git-blob"), "{diff}");
     assert!(!diff.contains("hunter2"));
 }
 
@@ -131,9 +137,11 @@ fn decrypt_without_any_identity_is_one_line_and_exit_1() {
         .args(["--textconv", "-d", "a.age"])
         .assert()
         .success()
-        .stdout(contains(
-            "[ragenix: cannot decrypt a.age: no identity found",
-        ));
+        .stdout(
+            predicates::str::starts_with("[ragenix: cannot decrypt a.age (ciphertext ")
+                .and(contains("): no identity found (tried "))
+                .and(predicates::str::ends_with("]\n")),
+        );
     // --textconv only covers identities: a damaged file still fails.
     fs::write(p.path("a.age"), "not age").unwrap();
     p.cmd()
