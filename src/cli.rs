@@ -72,6 +72,45 @@ pub struct Args {
     /// Print the rules file evaluated to JSON and exit
     #[arg(long, group = "action")]
     pub dump_rules: bool,
+
+    /// With -d: when no identity can decrypt FILE, print a one-line notice on stdout and exit 0
+    /// (for `git config diff.age.textconv "ragenix --textconv -d"`)
+    #[arg(long)]
+    pub textconv: bool,
+
+    /// Report every difference between the rules and the files (missing, orphaned, unreadable,
+    /// wrong recipients, wrong armor); exit 1 if there is any. Needs no identity
+    #[arg(long, group = "action")]
+    pub check: bool,
+
+    /// With --check: print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// With -r: re-encrypt only the secrets whose recipients or armor differ from the rules
+    #[arg(long, visible_alias = "lazy")]
+    pub stale: bool,
+
+    /// Create every missing secret whose rule has a `generator` (or only the named ones) and
+    /// encrypt it to its recipients
+    #[arg(long, value_name = "FILE", group = "action", num_args = 0..)]
+    pub generate: Option<Vec<PathBuf>>,
+
+    /// With --generate: replace secrets that already exist
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print the JSON Schema of the rules format and exit
+    #[arg(long, group = "action")]
+    pub schema: bool,
+
+    /// Print shell completions for SHELL to stdout
+    #[arg(long, value_name = "SHELL", group = "action", hide = true)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) to stdout
+    #[arg(long, group = "action", hide = true)]
+    pub man: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -82,6 +121,7 @@ pub fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("ragenix: {e:#}");
             if let Some(h) = error::hint(&e) {
@@ -102,6 +142,26 @@ impl Args {
                 "--editor only applies to --edit",
             ));
         }
+        // Not clap's `requires`: it is waived when another member of the action group is
+        // present, which is exactly the case to refuse.
+        for (given, flag, action, present) in [
+            (
+                self.textconv,
+                "--textconv",
+                "--decrypt",
+                self.decrypt.is_some(),
+            ),
+            (self.json, "--json", "--check", self.check),
+            (self.stale, "--stale", "--rekey", self.rekey.is_some()),
+            (self.force, "--force", "--generate", self.generate.is_some()),
+        ] {
+            if given && !present {
+                return Err(Args::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag} only applies to {action}"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -117,6 +177,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 pub fn run(args: &Args) -> Result<()> {
     if let Some(file) = &args.decrypt {
         return decrypt(args, file);
+    }
+    if let Some(shell) = args.completions {
+        return crate::manual::completions(shell, &mut io::stdout().lock());
+    }
+    if args.man {
+        return crate::manual::man_page(&mut io::stdout().lock());
+    }
+    if args.schema {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &crate::schema::rules_schema())?;
+        writeln!(out)?;
+        return out.flush().map_err(Into::into);
     }
     if args.dump_rules {
         let json = rules::evaluate(&args.rules, &load_options(args))?;
@@ -134,8 +206,15 @@ pub fn run(args: &Args) -> Result<()> {
         };
         return crate::edit::edit(file, secret, &opts, || identities(args));
     }
+    if args.check {
+        return check(args, &rules);
+    }
+    if let Some(files) = &args.generate {
+        let only = find_rules(&rules, files)?;
+        return crate::generate::generate_files(&rules, &only, args.force, args.verbose);
+    }
     if let Some(files) = &args.rekey {
-        let selected: Vec<&Secret> = if files.is_empty() {
+        let mut selected: Vec<&Secret> = if files.is_empty() {
             rules.secrets.iter().collect()
         } else {
             let mut found: Vec<&Secret> = Vec::with_capacity(files.len());
@@ -148,6 +227,14 @@ pub fn run(args: &Args) -> Result<()> {
             }
             found
         };
+        if args.stale {
+            let stale = crate::check::stale(&rules);
+            selected.retain(|s| stale.iter().any(|x| x.name == s.name));
+            if selected.is_empty() {
+                eprintln!("ragenix: no stale secrets, nothing to rekey");
+                return Ok(());
+            }
+        }
         return crate::rekey::rekey(&rules, &selected, &identities(args)?, args.verbose);
     }
     unreachable!("clap requires one action")
@@ -173,6 +260,51 @@ fn load_rules(args: &Args) -> Result<Rules> {
     }
     Ok(rules)
 }
+
+/// The rules for `files`, each once, in the order given.
+fn find_rules<'r>(rules: &'r Rules, files: &[PathBuf]) -> Result<Vec<&'r Secret>> {
+    let mut found: Vec<&Secret> = Vec::with_capacity(files.len());
+    for f in files {
+        let s = find_rule(rules, f)?;
+        // Naming a file twice must not process it twice.
+        if !found.iter().any(|x| x.name == s.name) {
+            found.push(s);
+        }
+    }
+    Ok(found)
+}
+
+/// `--check`: the report on stdout; findings are a failure without an error message of their
+/// own, since the report already says everything.
+fn check(args: &Args, rules: &Rules) -> Result<()> {
+    let report = crate::check::check(rules);
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", report.render_human())?;
+        writeln!(out, "{}", report.summary())?;
+    }
+    out.flush()?;
+    if report.ok {
+        Ok(())
+    } else {
+        Err(Reported.into())
+    }
+}
+
+/// A failure that has already been reported in full on stdout or stderr.
+#[derive(Debug)]
+struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed (reported above)")
+    }
+}
+
+impl std::error::Error for Reported {}
 
 fn find_rule<'r>(rules: &'r Rules, file: &Path) -> Result<&'r Secret> {
     rules.find(file).ok_or_else(|| {
@@ -208,11 +340,69 @@ fn identities(args: &Args) -> Result<Identities> {
 fn decrypt(args: &Args, file: &Path) -> Result<()> {
     let mut input =
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let ids = identities(args)?;
+    let ids = match identities(args) {
+        Ok(ids) => ids,
+        Err(e) => return no_identity(args, file, e),
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    crate::age_io::decrypt(&ids, &mut input, &mut out)
-        .with_context(|| format!("cannot decrypt {}", file.display()))?;
+    if let Err(e) = crate::age_io::decrypt(&ids, &mut input, &mut out) {
+        // age_io reports "no identity matched" as a UserError and a key that could not be
+        // unlocked through `unlock_error`; both happen before any output. Every other error is
+        // about the file or the output.
+        if ids.unlock_error.get().is_some() || e.chain().any(|c| c.is::<UserError>()) {
+            drop(out);
+            return no_identity(args, file, e);
+        }
+        return Err(e.context(format!("cannot decrypt {}", file.display())));
+    }
     out.flush()?;
     Ok(())
+}
+
+/// `-d` without a usable identity: one line, hint included, because `-d` is often run by git
+/// as a textconv driver for every file version in a diff. With `--textconv` the line goes to
+/// stdout and the exit is 0, so git shows it in place of the cleartext and goes on; without
+/// it, exit 1, because a caller reading stdout as the secret must see the failure.
+fn no_identity(args: &Args, file: &Path, e: anyhow::Error) -> Result<()> {
+    let mut why = format!("{e:#}");
+    if let Some(h) = error::hint(&e) {
+        why.push_str("; hint: ");
+        why.push_str(h);
+    }
+    if args.textconv {
+        // Git hands us each old version as a randomly named temp file, so the notice names
+        // only the file; a fingerprint of the ciphertext keeps a changed file from looking
+        // unchanged (identical textconv output hides the file from the diff).
+        let name = file.file_name().map_or(file, Path::new).display();
+        let print = ciphertext_fingerprint(file)?;
+        let mut out = io::stdout().lock();
+        writeln!(
+            out,
+            "[ragenix: cannot decrypt {name} (ciphertext {print:016x}): {why}]"
+        )?;
+        return out.flush().map_err(Into::into);
+    }
+    eprintln!("ragenix: cannot decrypt {}: {why}", file.display());
+    Err(Reported.into())
+}
+
+/// Tells versions of a file apart; the ciphertext is no secret, and both sides of a diff are
+/// computed by the same binary, so std's hasher is enough.
+fn ciphertext_fingerprint(file: &Path) -> Result<u64> {
+    use std::hash::Hasher;
+    use std::io::Read;
+    let mut input =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = input
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.write(&buf[..n]);
+    }
 }

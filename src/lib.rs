@@ -7,12 +7,16 @@
 
 pub mod age_io;
 pub mod atomic;
+pub mod check;
 pub mod cli;
 pub mod edit;
 pub mod error;
+pub mod generate;
 pub mod install;
 pub mod keys;
+pub mod manual;
 pub mod progress;
 pub mod rekey;
 pub mod rules;
+pub mod schema;
 pub mod signals;
