@@ -217,15 +217,7 @@ pub fn run(args: &Args) -> Result<()> {
         let mut selected: Vec<&Secret> = if files.is_empty() {
             rules.secrets.iter().collect()
         } else {
-            let mut found: Vec<&Secret> = Vec::with_capacity(files.len());
-            for f in files {
-                let s = find_rule(&rules, f)?;
-                // Naming a file twice must not stage it twice.
-                if !found.iter().any(|x| x.name == s.name) {
-                    found.push(s);
-                }
-            }
-            found
+            find_rules(&rules, files)?
         };
         if args.stale {
             let stale = crate::check::stale(&rules);
