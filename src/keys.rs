@@ -245,7 +245,7 @@ pub fn load_identities(given: &[PathBuf], prompt: Arc<dyn Prompt>) -> Result<Ide
     let mut list = Vec::new();
     let unlock_error: Arc<OnceLock<String>> = Arc::default();
     for file in &files {
-        load_identity_file(file, &prompt, &unlock_error, &mut list)
+        load_identity_file(file, Some((&prompt, &unlock_error)), &mut list)
             .with_context(|| format!("cannot read identity {}", file.display()))?;
     }
     Ok(Identities {
@@ -255,10 +255,23 @@ pub fn load_identities(given: &[PathBuf], prompt: Arc<dyn Prompt>) -> Result<Ide
     })
 }
 
+/// How a passphrase-protected ssh key is unlocked: the prompt, and where the reason for a failed
+/// unlock is kept for error messages.
+type Unlock<'a> = (&'a Arc<dyn Prompt>, &'a Arc<OnceLock<String>>);
+
+/// Reads one identity file where nobody can be asked anything (the installer at boot): a
+/// passphrase-protected ssh key is an error instead of a prompt.
+pub fn read_identity_file_unattended(file: &Path) -> Result<Vec<BoxIdentity>> {
+    let mut out = Vec::new();
+    load_identity_file(file, None, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the identities in `file` to `out`. `unlock` is how a passphrase-protected ssh key
+/// gets its passphrase; without it such a key is refused.
 fn load_identity_file(
     file: &Path,
-    prompt: &Arc<dyn Prompt>,
-    unlock_error: &Arc<OnceLock<String>>,
+    unlock: Option<Unlock<'_>>,
     out: &mut Vec<BoxIdentity>,
 ) -> Result<()> {
     let data = std::fs::read(file)?;
@@ -269,6 +282,9 @@ fn load_identity_file(
         match identity {
             ssh::Identity::Unencrypted(_) => out.push(Box::new(identity)),
             ssh::Identity::Encrypted(key) => {
+                let Some((prompt, unlock_error)) = unlock else {
+                    bail!("the SSH key is passphrase-protected, which cannot be unlocked here");
+                };
                 let tag = ssh_stanza_tag(&data)
                     .ok_or_else(|| anyhow!("cannot read the public half of the ssh key"))?;
                 out.push(Box::new(LockedSshKey {

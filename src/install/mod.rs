@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use decrypt::Identity;
+use crate::keys::Identities;
 use manifest::{parse_mode, Manifest, Mode};
 use owners::Owners;
 use restart::{Change, Handoff, State, Units};
@@ -182,7 +182,7 @@ fn new_generation(m: &Manifest) -> Result<(u64, PathBuf)> {
 }
 
 /// Loads the identities, warning about each unusable one; puts plugin directories on PATH.
-fn keys(m: &Manifest) -> Result<Vec<Identity>> {
+fn keys(m: &Manifest) -> Result<Identities> {
     if !m.plugin_paths.is_empty() {
         let mut paths: Vec<PathBuf> = m.plugin_paths.iter().map(PathBuf::from).collect();
         if let Some(old) = std::env::var_os("PATH") {
@@ -195,7 +195,7 @@ fn keys(m: &Manifest) -> Result<Vec<Identity>> {
     for w in warnings {
         eprintln!("ragenix-install: warning: {w}");
     }
-    if identities.is_empty() && !m.secrets.is_empty() {
+    if identities.list.is_empty() && !m.secrets.is_empty() {
         eprintln!(
             "ragenix-install: warning: no usable identity among age.identityPaths ({})",
             m.identity_paths.join(", ")
@@ -316,7 +316,7 @@ impl<'a> NewGeneration<'a> {
     /// Decrypts and writes all secrets in parallel; returns the plaintexts templates need.
     fn decrypt_and_write(
         &mut self,
-        identities: &[Identity],
+        identities: &Identities,
     ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
         let m = self.m;
         let names: BTreeSet<&str> = m.secrets.iter().map(|s| s.name.as_str()).collect();

@@ -49,17 +49,15 @@ fn every_nix_file_in_the_repository_parses() {
         return;
     }
     let mut parsed = Vec::new();
-    let walk = walkdir::WalkDir::new(repo())
-        .into_iter()
-        .filter_entry(|e| {
-            // Rules fixtures under errors/ are broken on purpose (the evaluator's error tests),
-            // and fuzz inputs are not ours to keep valid.
-            let rel = e.path().strip_prefix(repo()).unwrap_or(e.path());
-            !matches!(e.file_name().to_str(), Some("target" | ".git"))
-                && rel != Path::new("tests/data/rules/errors")
-                && rel != Path::new("fuzz/corpus")
-                && rel != Path::new("fuzz/artifacts")
-        });
+    let walk = walkdir::WalkDir::new(repo()).into_iter().filter_entry(|e| {
+        // Rules fixtures under errors/ are broken on purpose (the evaluator's error tests),
+        // and fuzz inputs are not ours to keep valid.
+        let rel = e.path().strip_prefix(repo()).unwrap_or(e.path());
+        !matches!(e.file_name().to_str(), Some("target" | ".git"))
+            && rel != Path::new("tests/data/rules/errors")
+            && rel != Path::new("fuzz/corpus")
+            && rel != Path::new("fuzz/artifacts")
+    });
     for entry in walk {
         let entry = entry.unwrap();
         if entry.path().extension().is_some_and(|x| x == "nix") {
