@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File, Permissions};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use std::sync::{Mutex, OnceLock, RwLock};
@@ -94,6 +94,42 @@ fn temp_prefix(target: &Path) -> OsString {
 /// Writes new content for `target` into a temp file in the same directory. The temp file gets
 /// the target's current permission bits, or 0644 minus umask for a new file.
 pub fn stage(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<Staged> {
+    stage_with(target, write, true)
+}
+
+/// Like [`stage`] but leaves the data in the page cache: for batches, where one
+/// [`sync_staged`] before the renames replaces an fsync per file.
+pub fn stage_unsynced(
+    target: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<Staged> {
+    stage_with(target, write, false)
+}
+
+/// Makes the content of every staged temp file durable with one `syncfs` per filesystem, so
+/// that renaming them afterwards cannot expose an empty or partial file after a power loss.
+pub fn sync_staged(staged: &[Staged]) -> Result<()> {
+    let mut synced = HashSet::new();
+    for s in staged {
+        let tmp = s.tmp.as_ref().expect("a Staged always holds its temp file");
+        let file = tmp.as_file();
+        let dev = file
+            .metadata()
+            .with_context(|| format!("reading {}", tmp.path().display()))?
+            .dev();
+        if synced.insert(dev) {
+            rustix::fs::syncfs(file)
+                .with_context(|| format!("syncing the filesystem of {}", tmp.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn stage_with(
+    target: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    sync: bool,
+) -> Result<Staged> {
     let old_mode = match fs::metadata(target) {
         Ok(m) => Some(m.permissions().mode() & 0o7777),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -116,9 +152,11 @@ pub fn stage(target: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) ->
         write(&mut out)?;
         out.flush().with_context(|| format!("writing {shown}"))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {shown}"))?;
+    if sync {
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("syncing {shown}"))?;
+    }
     Ok(staged)
 }
 
