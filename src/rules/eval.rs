@@ -3,6 +3,8 @@
 //! --json` performs. Builtins live in `builtins.rs`; parsing and scoping in `lower.rs`.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -37,7 +39,7 @@ pub(crate) struct Evaluator {
     /// The file whose evaluation was asked for, shown in errors without a position.
     root_shown: String,
     /// Names of the base scope (builtins) and their slots.
-    globals: HashMap<Rc<str>, u32>,
+    globals: FxHashMap<Rc<str>, u32>,
     /// Store paths already computed, by source path.
     store_paths: HashMap<PathBuf, String>,
 }
@@ -53,7 +55,7 @@ impl Evaluator {
             depth: 0,
             home: std::env::var_os("HOME").map(PathBuf::from),
             root_shown: root_shown.to_owned(),
-            globals: HashMap::new(),
+            globals: FxHashMap::default(),
             store_paths: HashMap::new(),
         };
         let (names, slots) = builtins::globals(&mut ev);
