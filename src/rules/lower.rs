@@ -800,11 +800,14 @@ fn ident_text(id: &ast::Ident) -> String {
 }
 
 /// An identifier's name. Its node holds the one token (`x`, or the keyword `or` used as a name);
-/// reading that token avoids rowan's text rendering, which dominated lowering large files.
+/// reading that token from the green tree avoids rowan's cursor allocations and text rendering,
+/// which dominated lowering large files.
 fn ident_name(id: &ast::Ident) -> Rc<str> {
     let node = id.syntax();
-    match node.first_token() {
-        Some(t) if t.text_range() == node.text_range() => Rc::from(t.text()),
+    let green = node.green();
+    let mut children = green.children();
+    match (children.next(), children.next()) {
+        (Some(rowan::NodeOrToken::Token(t)), None) => Rc::from(t.text()),
         _ => Rc::from(node.text().to_string()),
     }
 }
@@ -813,20 +816,23 @@ fn ident_name(id: &ast::Ident) -> Rc<str> {
 /// `None` for anything else, which goes through rnix's full unescaping.
 fn plain_literal(s: &ast::Str) -> Option<Rc<str>> {
     use rnix::SyntaxKind::{TOKEN_STRING_CONTENT, TOKEN_STRING_END, TOKEN_STRING_START};
-    let mut children = s.syntax().children_with_tokens();
+    use rowan::Language as _;
+    let kind = |t: &rowan::GreenTokenData| rnix::NixLanguage::kind_from_raw(t.kind());
+    let green = s.syntax().green();
+    let mut children = green.children();
     let start = children.next()?.into_token()?;
-    if start.kind() != TOKEN_STRING_START || start.text() != "\"" {
+    if kind(start) != TOKEN_STRING_START || start.text() != "\"" {
         return None;
     }
     let next = children.next()?.into_token()?;
-    let (text, end) = match next.kind() {
+    let (text, end) = match kind(next) {
         TOKEN_STRING_END => (Rc::from(""), next),
         TOKEN_STRING_CONTENT if !next.text().contains(['\\', '"']) => {
             (Rc::from(next.text()), children.next()?.into_token()?)
         }
         _ => return None,
     };
-    (end.kind() == TOKEN_STRING_END && children.next().is_none()).then_some(text)
+    (kind(end) == TOKEN_STRING_END && children.next().is_none()).then_some(text)
 }
 
 /// The name of an attribute known without evaluation: identifiers, plain strings, `${"x"}`.
