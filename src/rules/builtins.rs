@@ -2,7 +2,7 @@
 //! using one is reported as unsupported, which may lead to the `nix-instantiate` fallback,
 //! rather than as an unknown attribute).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -157,7 +157,7 @@ const GLOBAL_NAMES: &[&str] = &[
 ];
 
 /// Builds the `builtins` set; returns the base scope's names (with their slots) and slots.
-pub(crate) fn globals(ev: &mut Evaluator) -> (HashMap<Rc<str>, u32>, Vec<ThunkId>) {
+pub(crate) fn globals(ev: &mut Evaluator) -> (FxHashMap<Rc<str>, u32>, Vec<ThunkId>) {
     let mut set = Attrs::new();
     for (name, arity) in SUPPORTED {
         let t = ev.done(Value::Prim(Rc::new(PrimApp {
@@ -207,7 +207,7 @@ pub(crate) fn globals(ev: &mut Evaluator) -> (HashMap<Rc<str>, u32>, Vec<ThunkId
     );
     let set = Rc::new(set);
     // `builtins.builtins` is the set itself; the thunk is filled in once the set exists.
-    let mut names = HashMap::new();
+    let mut names = FxHashMap::default();
     let mut slots = Vec::new();
     let dunder = set
         .iter()

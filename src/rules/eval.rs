@@ -3,6 +3,8 @@
 //! --json` performs. Builtins live in `builtins.rs`; parsing and scoping in `lower.rs`.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -12,8 +14,8 @@ use super::builtins;
 use super::diag::{EvalError, Pos, Sources};
 use super::lower::{canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Param, Part};
 use super::value::{
-    format_float_json, format_float_to_string, Attr, Attrs, EnvData, EnvId, PrimApp, ThunkId,
-    ThunkState, Value,
+    format_float_json, format_float_to_string, Attr, Attrs, EnvData, EnvId, PrimApp, Strict,
+    ThunkId, ThunkState, Value,
 };
 
 /// How deep evaluation may nest before we report it instead of overflowing the stack. The
@@ -37,7 +39,7 @@ pub(crate) struct Evaluator {
     /// The file whose evaluation was asked for, shown in errors without a position.
     root_shown: String,
     /// Names of the base scope (builtins) and their slots.
-    globals: HashMap<Rc<str>, u32>,
+    globals: FxHashMap<Rc<str>, u32>,
     /// Store paths already computed, by source path.
     store_paths: HashMap<PathBuf, String>,
 }
@@ -53,7 +55,7 @@ impl Evaluator {
             depth: 0,
             home: std::env::var_os("HOME").map(PathBuf::from),
             root_shown: root_shown.to_owned(),
-            globals: HashMap::new(),
+            globals: FxHashMap::default(),
             store_paths: HashMap::new(),
         };
         let (names, slots) = builtins::globals(&mut ev);
@@ -995,45 +997,55 @@ impl Evaluator {
         Ok(v)
     }
 
-    /// Deeply forces a value and converts it to JSON as Nix's `--strict --json` does,
-    /// recording where the first two levels of attributes were defined.
-    pub fn json_of(&mut self, v: Value, locations: &mut Locations) -> Result<Json, EvalError> {
-        let json = self.json_inner(v, None, 0, locations)?;
+    /// Deeply forces a value as Nix's `--strict --json` does, recording where the first two
+    /// levels of attributes were defined.
+    pub fn strict_of(&mut self, v: Value, locations: &mut Locations) -> Result<Strict, EvalError> {
+        let strict = self.strict_inner(v, None, 0, locations)?;
         locations.set_files(&self.sources);
-        Ok(json)
+        Ok(strict)
     }
 
-    fn json_inner(
+    /// [`Self::strict_of`], as JSON.
+    pub fn json_of(&mut self, v: Value, locations: &mut Locations) -> Result<Json, EvalError> {
+        Ok(self.strict_of(v, locations)?.to_json())
+    }
+
+    fn strict_inner(
         &mut self,
         v: Value,
         pos: Option<Pos>,
         level: usize,
         locations: &mut Locations,
-    ) -> Result<Json, EvalError> {
+    ) -> Result<Strict, EvalError> {
         self.enter(pos)?;
         let out = (|| {
             Ok(match v {
-                Value::Null => Json::Null,
-                Value::Bool(b) => Json::Bool(b),
-                Value::Int(i) => Json::from(i),
-                Value::Float(f) => serde_json::from_str(&format_float_json(f))
-                    .unwrap_or_else(|_| Json::String(format_float_json(f))),
-                Value::Str(s) => Json::String(s.to_string()),
-                Value::Path(p) => Json::String(self.copy_to_store(&p, pos)?),
+                Value::Null => Strict::Null,
+                Value::Bool(b) => Strict::Bool(b),
+                Value::Int(i) => Strict::Num(i.into()),
+                Value::Float(f) => {
+                    let text = format_float_json(f);
+                    match serde_json::from_str(&text) {
+                        Ok(Json::Number(n)) => Strict::Num(n),
+                        _ => Strict::Str(Rc::from(text)),
+                    }
+                }
+                Value::Str(s) => Strict::Str(s),
+                Value::Path(p) => Strict::Str(Rc::from(self.copy_to_store(&p, pos)?)),
                 Value::List(l) => {
                     let mut out = Vec::with_capacity(l.len());
                     for t in l.iter() {
                         let item = self.force(*t, pos)?;
-                        out.push(self.json_inner(item, pos, level + 1, locations)?);
+                        out.push(self.strict_inner(item, pos, level + 1, locations)?);
                     }
-                    Json::Array(out)
+                    Strict::List(out)
                 }
                 Value::Attrs(a) => {
                     if let Some(o) = a.get("outPath") {
                         let o = self.force(o.value, o.pos.or(pos))?;
-                        return self.json_inner(o, pos, level, locations);
+                        return self.strict_inner(o, pos, level, locations);
                     }
-                    let mut out = serde_json::Map::new();
+                    let mut out = Vec::with_capacity(a.len());
                     for (k, attr) in a.iter() {
                         match level {
                             0 => locations.push_secret(&self.sources, attr.pos),
@@ -1041,10 +1053,10 @@ impl Evaluator {
                             _ => {}
                         }
                         let item = self.force(attr.value, attr.pos.or(pos))?;
-                        let j = self.json_inner(item, attr.pos.or(pos), level + 1, locations);
-                        out.insert(k.to_string(), j?);
+                        let j = self.strict_inner(item, attr.pos.or(pos), level + 1, locations);
+                        out.push((k.clone(), j?));
                     }
-                    Json::Object(out)
+                    Strict::Attrs(out)
                 }
                 Value::Lambda(..) | Value::Prim(_) => {
                     return Err(EvalError::eval("cannot convert a function to JSON", pos))

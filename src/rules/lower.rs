@@ -2,7 +2,7 @@
 //! does beyond syntax: merges nested attribute paths, rejects duplicate attributes, resolves
 //! variables statically (unknown names outside `with` are errors even in unused code).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -236,7 +236,7 @@ impl<'a> Lowerer<'a> {
                 let text = p.content().map(|c| c.text().to_owned()).unwrap_or_default();
                 Expr::Search(Rc::from(text), pos)
             }
-            ast::Expr::Ident(id) => self.lower_var(&ident_text(&id), pos)?,
+            ast::Expr::Ident(id) => self.lower_var(&ident_name(&id), pos)?,
             ast::Expr::CurPos(_) => Expr::CurPos(pos),
             ast::Expr::List(l) => {
                 let mut items = Vec::new();
@@ -388,6 +388,9 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_str(&mut self, s: &ast::Str, pos: Pos) -> Result<Expr, EvalError> {
+        if let Some(text) = plain_literal(s) {
+            return Ok(Expr::Str(text));
+        }
         let mut parts = Vec::new();
         for part in s.normalized_parts() {
             match part {
@@ -472,7 +475,7 @@ impl<'a> Lowerer<'a> {
             ast::Param::IdentParam(p) => {
                 let name = p.ident().map(|i| ident_text(&i)).unwrap_or_default();
                 self.scopes
-                    .push(Scope::Static(HashMap::from([(Rc::from(name), 0)])));
+                    .push(Scope::Static(HashMap::from_iter([(Rc::from(name), 0)])));
                 let body = self.lower(l.body(), pos);
                 self.scopes.pop();
                 Ok(Expr::Lambda(Rc::new(LambdaDef {
@@ -482,7 +485,7 @@ impl<'a> Lowerer<'a> {
                 })))
             }
             ast::Param::Pattern(p) => {
-                let mut names: HashMap<Rc<str>, u32> = HashMap::new();
+                let mut names: HashMap<Rc<str>, u32> = HashMap::default();
                 let mut order = Vec::new();
                 for entry in p.pat_entries() {
                     let name: Rc<str> =
@@ -755,7 +758,7 @@ impl Tree {
     fn new(rec: bool) -> Self {
         Tree {
             rec,
-            names: HashMap::new(),
+            names: HashMap::default(),
             entries: Vec::new(),
             dynamics: Vec::new(),
         }
@@ -793,12 +796,51 @@ fn unwrap_rc(e: ExprRef) -> Expr {
 }
 
 fn ident_text(id: &ast::Ident) -> String {
-    id.syntax().text().to_string()
+    ident_name(id).to_string()
+}
+
+/// An identifier's name. Its node holds the one token (`x`, or the keyword `or` used as a name);
+/// reading that token from the green tree avoids rowan's cursor allocations and text rendering,
+/// which dominated lowering large files.
+fn ident_name(id: &ast::Ident) -> Rc<str> {
+    let node = id.syntax();
+    let green = node.green();
+    let mut children = green.children();
+    match (children.next(), children.next()) {
+        (Some(rowan::NodeOrToken::Token(t)), None) => Rc::from(t.text()),
+        _ => Rc::from(node.text().to_string()),
+    }
+}
+
+/// The value of a `"…"` string made of one literal without escapes (most attribute names);
+/// `None` for anything else, which goes through rnix's full unescaping.
+fn plain_literal(s: &ast::Str) -> Option<Rc<str>> {
+    use rnix::SyntaxKind::{TOKEN_STRING_CONTENT, TOKEN_STRING_END, TOKEN_STRING_START};
+    use rowan::Language as _;
+    let kind = |t: &rowan::GreenTokenData| rnix::NixLanguage::kind_from_raw(t.kind());
+    let green = s.syntax().green();
+    let mut children = green.children();
+    let start = children.next()?.into_token()?;
+    if kind(start) != TOKEN_STRING_START || start.text() != "\"" {
+        return None;
+    }
+    let next = children.next()?.into_token()?;
+    let (text, end) = match kind(next) {
+        TOKEN_STRING_END => (Rc::from(""), next),
+        TOKEN_STRING_CONTENT if !next.text().contains(['\\', '"']) => {
+            (Rc::from(next.text()), children.next()?.into_token()?)
+        }
+        _ => return None,
+    };
+    (kind(end) == TOKEN_STRING_END && children.next().is_none()).then_some(text)
 }
 
 /// The name of an attribute known without evaluation: identifiers, plain strings, `${"x"}`.
 fn static_name(attr: &ast::Attr) -> Option<Rc<str>> {
     let plain = |s: &ast::Str| -> Option<Rc<str>> {
+        if let Some(text) = plain_literal(s) {
+            return Some(text);
+        }
         let mut out = String::new();
         for part in s.normalized_parts() {
             match part {
@@ -809,7 +851,7 @@ fn static_name(attr: &ast::Attr) -> Option<Rc<str>> {
         Some(Rc::from(out))
     };
     match attr {
-        ast::Attr::Ident(id) => Some(Rc::from(ident_text(id))),
+        ast::Attr::Ident(id) => Some(ident_name(id)),
         ast::Attr::Str(s) => plain(s),
         ast::Attr::Dynamic(d) => match d.expr() {
             Some(ast::Expr::Str(s)) => plain(&s),

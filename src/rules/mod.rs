@@ -21,6 +21,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value as Json;
 
+use value::Strict;
+
 /// One secret declared in the rules file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Secret {
@@ -108,10 +110,31 @@ pub struct Evaluated {
 
 /// Like [`evaluate`], also returning source locations for validation messages.
 pub fn evaluate_located(file: &Path, opts: &LoadOptions) -> Result<Evaluated, RulesError> {
+    evaluate_then(
+        file,
+        opts,
+        |_, strict, locations| Ok(Evaluated::new(&strict, locations)),
+        |json| {
+            Ok(Evaluated {
+                json,
+                locations: Locations::new(),
+            })
+        },
+    )
+}
+
+/// Evaluates `file` and hands the result to `own` (on the evaluation thread, where our
+/// evaluator's values live) or, after a fallback to `nix-instantiate`, its JSON to `fallback`.
+fn evaluate_then<T: Send + 'static>(
+    file: &Path,
+    opts: &LoadOptions,
+    own: fn(&Path, Strict, Locations) -> Result<T, RulesError>,
+    fallback: impl FnOnce(Json) -> Result<T, RulesError>,
+) -> Result<T, RulesError> {
     let owned = file.to_path_buf();
-    let outcome = run_on_big_stack(move || own_evaluation(&owned));
+    let outcome = run_on_big_stack(move || own_evaluation(&owned, |s, l| own(&owned, s, l)));
     match outcome {
-        Ok(evaluated) => Ok(evaluated),
+        Ok(result) => result,
         Err(failure) if failure.unsupported && nix_fallback::available() => {
             if opts.verbose {
                 eprintln!("ragenix: {}", failure.message);
@@ -120,11 +143,7 @@ pub fn evaluate_located(file: &Path, opts: &LoadOptions) -> Result<Evaluated, Ru
                     file.display()
                 );
             }
-            let json = nix_fallback::evaluate(file, opts)?;
-            Ok(Evaluated {
-                json,
-                locations: Locations::new(),
-            })
+            fallback(nix_fallback::evaluate(file, opts)?)
         }
         Err(failure) => Err(RulesError::new(failure.message)),
     }
@@ -133,26 +152,35 @@ pub fn evaluate_located(file: &Path, opts: &LoadOptions) -> Result<Evaluated, Ru
 /// Evaluates a rules file with our evaluator only, never falling back to `nix-instantiate`.
 pub fn evaluate_own(file: &Path) -> Result<Evaluated, RulesError> {
     let owned = file.to_path_buf();
-    run_on_big_stack(move || own_evaluation(&owned)).map_err(|f| RulesError::new(f.message))
+    run_on_big_stack(move || own_evaluation(&owned, |s, l| Evaluated::new(&s, l)))
+        .map_err(|f| RulesError::new(f.message))
 }
 
 /// Parses and evaluates Nix source text as if it were a file in `dir`, with our evaluator only
 /// (no fallback). The entry point for fuzzing; never panics on any input.
 pub fn evaluate_source(text: &str, dir: &Path) -> Result<Json, RulesError> {
-    let text: std::rc::Rc<str> = std::rc::Rc::from(text);
     let path = lower::canon_path(&dir.join("input.nix").to_string_lossy());
-    let text = text.to_string();
+    let text = text.to_owned();
     run_on_big_stack(move || {
         let mut ev = eval::Evaluator::new("input.nix");
         let result = ev
             .load_source("input.nix".to_owned(), path, std::rc::Rc::from(text))
             .and_then(|t| finish(&mut ev, t));
-        result.map(|e| e.json).map_err(|e| Failure {
+        result.map(|(s, _)| s.to_json()).map_err(|e| Failure {
             unsupported: e.kind == diag::ErrorKind::Unsupported,
             message: ev.render(&e),
         })
     })
     .map_err(|f| RulesError::new(f.message))
+}
+
+impl Evaluated {
+    fn new(strict: &Strict, locations: Locations) -> Self {
+        Evaluated {
+            json: strict.to_json(),
+            locations,
+        }
+    }
 }
 
 /// Why our evaluator failed, rendered; `unsupported` allows the fallback.
@@ -161,7 +189,7 @@ struct Failure {
     message: String,
 }
 
-fn own_evaluation(file: &Path) -> Result<Evaluated, Failure> {
+fn own_evaluation<T>(file: &Path, then: impl FnOnce(Strict, Locations) -> T) -> Result<T, Failure> {
     let shown = file.display().to_string();
     let fail = |message: String| Failure {
         unsupported: false,
@@ -176,21 +204,26 @@ fn own_evaluation(file: &Path) -> Result<Evaluated, Failure> {
     })?;
     let abs = lower::canon_path(&abs.to_string_lossy());
     let mut ev = eval::Evaluator::new(&shown);
-    ev.load_source(shown.clone(), abs, std::rc::Rc::from(text))
+    let (strict, locations) = ev
+        .load_source(shown.clone(), abs, std::rc::Rc::from(text))
         .and_then(|t| finish(&mut ev, t))
         .map_err(|e| Failure {
             unsupported: e.kind == diag::ErrorKind::Unsupported,
             message: ev.render(&e),
-        })
+        })?;
+    Ok(then(strict, locations))
 }
 
-/// Forces the file's value, auto-calls it and converts it to JSON.
-fn finish(ev: &mut eval::Evaluator, root: value::ThunkId) -> Result<Evaluated, diag::EvalError> {
+/// Forces the file's value, auto-calls it and forces it deeply.
+fn finish(
+    ev: &mut eval::Evaluator,
+    root: value::ThunkId,
+) -> Result<(Strict, Locations), diag::EvalError> {
     let v = ev.force(root, None)?;
     let v = ev.auto_call(v)?;
     let mut locations = Locations::new();
-    let json = ev.json_of(v, &mut locations)?;
-    Ok(Evaluated { json, locations })
+    let strict = ev.strict_of(v, &mut locations)?;
+    Ok((strict, locations))
 }
 
 /// Runs `f` on a thread whose stack fits the evaluator's depth limit, so that deep input ends
@@ -219,8 +252,12 @@ fn run_on_big_stack<T: Send + 'static>(
 impl Rules {
     /// Reads, evaluates and validates a rules file.
     pub fn load(file: &Path, opts: &LoadOptions) -> Result<Rules, RulesError> {
-        let evaluated = evaluate_located(file, opts)?;
-        Rules::from_json_located(file, &evaluated.json, &evaluated.locations)
+        evaluate_then(
+            file,
+            opts,
+            |file, strict, locations| Rules::validate(file, &strict, &locations),
+            |json| Rules::from_json(file, &json),
+        )
     }
 
     /// Validates an evaluated rules value.
@@ -234,11 +271,18 @@ impl Rules {
         json: &Json,
         locations: &Locations,
     ) -> Result<Rules, RulesError> {
+        Rules::validate(file, &Strict::from_json(json), locations)
+    }
+
+    fn validate(file: &Path, value: &Strict, locations: &Locations) -> Result<Rules, RulesError> {
         let file_shown = file.display().to_string();
         // Secrets are visited in name order, which is the order `locations` records them in.
-        let at = |i: usize, rule: &Json, attr: Option<&str>| -> String {
+        let at = |i: usize, rule: &Strict, attr: Option<&str>| -> String {
             let found = attr.and_then(|a| {
-                let j = rule.as_object()?.keys().position(|k| k == a)?;
+                let Strict::Attrs(attrs) = rule else {
+                    return None;
+                };
+                let j = attrs.iter().position(|(k, _)| &**k == a)?;
                 locations.attr(i, j)
             });
             found
@@ -247,26 +291,25 @@ impl Rules {
         };
         let shown = file.display();
         let dir = rules_dir(file)?;
-        let top = json.as_object().ok_or_else(|| {
-            RulesError::new(format!(
+        let Strict::Attrs(top) = value else {
+            return Err(RulesError::new(format!(
                 "{shown}: the rules file must evaluate to an attribute set of secrets, not {}",
-                json_type(json)
-            ))
-        })?;
+                value.json_type()
+            )));
+        };
         let mut secrets = Vec::with_capacity(top.len());
         let mut warnings = Vec::new();
-        let mut names: Vec<&String> = top.keys().collect();
-        names.sort();
-        for (i, name) in names.into_iter().enumerate() {
-            let rule = &top[name];
-            let attrs = rule.as_object().ok_or_else(|| {
-                RulesError::new(format!(
+        let mut names: Vec<&(std::rc::Rc<str>, Strict)> = top.iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (name, rule)) in names.into_iter().enumerate() {
+            let Strict::Attrs(attrs) = rule else {
+                return Err(RulesError::new(format!(
                     "{}: secret \"{name}\" must be an attribute set, not {}",
                     at(i, rule, None),
-                    json_type(rule)
-                ))
-            })?;
-            let keys = attrs.get("publicKeys").ok_or_else(|| {
+                    rule.json_type()
+                )));
+            };
+            let keys = rule.get("publicKeys").ok_or_else(|| {
                 RulesError::new(format!(
                     "{}: secret \"{name}\" has no publicKeys attribute",
                     at(i, rule, None)
@@ -292,25 +335,25 @@ impl Rules {
                     public_keys.push(key.to_owned());
                 }
             }
-            let armor = match attrs.get("armor") {
-                None | Some(Json::Null) => false,
-                Some(Json::Bool(b)) => *b,
+            let armor = match rule.get("armor") {
+                None | Some(Strict::Null) => false,
+                Some(Strict::Bool(b)) => *b,
                 Some(other) => {
                     return Err(RulesError::new(format!(
                         "{}: secret \"{name}\": armor must be a boolean, not {}",
                         at(i, rule, Some("armor")),
-                        json_type(other)
+                        other.json_type()
                     )))
                 }
             };
             let extra = attrs
                 .iter()
-                .filter(|(k, _)| *k != "publicKeys" && *k != "armor")
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .filter(|(k, _)| &**k != "publicKeys" && &**k != "armor")
+                .map(|(k, v)| (k.to_string(), v.to_json()))
                 .collect();
             secrets.push(Secret {
-                name: name.clone(),
-                path: normalize(Path::new(name)),
+                name: name.to_string(),
+                path: normalize(Path::new(&**name)),
                 public_keys,
                 armor,
                 extra,
@@ -340,33 +383,22 @@ impl Rules {
 
 /// Flattens a `publicKeys` value into `out`; returns whether a nested list was seen, or a
 /// description of the first non-string, non-list element.
-fn flatten_keys<'a>(value: &'a Json, out: &mut Vec<&'a str>) -> Result<bool, String> {
-    let list = value
-        .as_array()
-        .ok_or_else(|| format!("{} instead of a list", json_type(value)))?;
+fn flatten_keys<'a>(value: &'a Strict, out: &mut Vec<&'a str>) -> Result<bool, String> {
+    let Strict::List(list) = value else {
+        return Err(format!("{} instead of a list", value.json_type()));
+    };
     let mut nested = false;
     for item in list {
         match item {
-            Json::String(s) => out.push(s),
-            Json::Array(_) => {
+            Strict::Str(s) => out.push(s),
+            Strict::List(_) => {
                 flatten_keys(item, out)?;
                 nested = true;
             }
-            other => return Err(format!("an element that is {}", json_type(other))),
+            other => return Err(format!("an element that is {}", other.json_type())),
         }
     }
     Ok(nested)
-}
-
-fn json_type(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "a list",
-        Json::Object(_) => "an attribute set",
-    }
 }
 
 fn rules_dir(file: &Path) -> Result<PathBuf, RulesError> {

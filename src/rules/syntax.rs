@@ -13,6 +13,15 @@ const MAX_NESTING: usize = 1000;
 /// Rejects input nested deeper than [`MAX_NESTING`] brackets, before parsing it.
 pub(crate) fn check_nesting(file: u32, text: &str) -> Result<(), EvalError> {
     use SyntaxKind::*;
+    // Every opening token starts with one of these bytes, so with no more of them than the
+    // limit the input cannot nest deeper; this spares most files a second tokenization.
+    let openers = text
+        .bytes()
+        .filter(|b| matches!(b, b'{' | b'[' | b'('))
+        .count();
+    if openers <= MAX_NESTING {
+        return Ok(());
+    }
     let mut depth = 0usize;
     let mut offset = 0usize;
     for (kind, token) in rnix::tokenize(text) {
@@ -188,4 +197,35 @@ fn describe(kind: SyntaxKind) -> String {
         other => return format!("{other:?}").to_lowercase().replace('_', " "),
     };
     s.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_limited_at_exactly_max_nesting_brackets() {
+        let at_limit = format!("{}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert!(check_nesting(0, &at_limit).is_ok());
+        let over = format!(
+            "{}{}",
+            "[".repeat(MAX_NESTING + 1),
+            "]".repeat(MAX_NESTING + 1)
+        );
+        assert!(check_nesting(0, &over).is_err());
+        let interpolated = format!(
+            "{}1{}",
+            "\"${".repeat(MAX_NESTING + 1),
+            "}\"".repeat(MAX_NESTING + 1)
+        );
+        assert!(check_nesting(0, &interpolated).is_err());
+    }
+
+    #[test]
+    fn many_shallow_brackets_are_not_deep_nesting() {
+        assert!(check_nesting(0, &"[ ] ".repeat(3 * MAX_NESTING)).is_ok());
+        // Brackets inside strings are not tokens and do not count.
+        let quoted = format!("[ \"{}\" ]", "[".repeat(3 * MAX_NESTING));
+        assert!(check_nesting(0, &quoted).is_ok());
+    }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
+use serde_json::Value as Json;
+
 use super::diag::Pos;
 use super::lower::{ExprRef, LambdaDef};
 
@@ -101,6 +103,72 @@ impl Value {
 
     pub fn str(s: &str) -> Value {
         Value::Str(Rc::from(s))
+    }
+}
+
+/// A deeply forced value as `--strict --json` prints it: paths are already store paths and
+/// numbers are as JSON writes them. Strings and names are shared with the evaluator, so making
+/// one copies no text; only what a caller needs as JSON is converted.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Strict {
+    Null,
+    Bool(bool),
+    Num(serde_json::Number),
+    Str(Rc<str>),
+    List(Vec<Strict>),
+    /// In the evaluated set's order (by name for our evaluator, the JSON object's otherwise).
+    Attrs(Vec<(Rc<str>, Strict)>),
+}
+
+impl Strict {
+    pub fn to_json(&self) -> Json {
+        match self {
+            Strict::Null => Json::Null,
+            Strict::Bool(b) => Json::Bool(*b),
+            Strict::Num(n) => Json::Number(n.clone()),
+            Strict::Str(s) => Json::String(s.to_string()),
+            Strict::List(items) => Json::Array(items.iter().map(Strict::to_json).collect()),
+            Strict::Attrs(attrs) => Json::Object(
+                attrs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn from_json(json: &Json) -> Strict {
+        match json {
+            Json::Null => Strict::Null,
+            Json::Bool(b) => Strict::Bool(*b),
+            Json::Number(n) => Strict::Num(n.clone()),
+            Json::String(s) => Strict::Str(Rc::from(s.as_str())),
+            Json::Array(items) => Strict::List(items.iter().map(Strict::from_json).collect()),
+            Json::Object(map) => Strict::Attrs(
+                map.iter()
+                    .map(|(k, v)| (Rc::from(k.as_str()), Strict::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value's JSON type, as validation messages name it.
+    pub fn json_type(&self) -> &'static str {
+        match self {
+            Strict::Null => "null",
+            Strict::Bool(_) => "a boolean",
+            Strict::Num(_) => "a number",
+            Strict::Str(_) => "a string",
+            Strict::List(_) => "a list",
+            Strict::Attrs(_) => "an attribute set",
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Strict> {
+        match self {
+            Strict::Attrs(attrs) => attrs.iter().find(|(k, _)| &**k == name).map(|(_, v)| v),
+            _ => None,
+        }
     }
 }
 
