@@ -237,12 +237,30 @@ fn unescape_mount_field(field: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Takes an exclusive lock on `dir` (the mount point) for as long as the returned handle
-/// lives, so that two installers (activation and a service, two logins) never interleave.
-pub fn lock_dir(dir: &Path) -> Result<File> {
-    let handle = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+/// Takes an exclusive lock for `mount_point` for as long as the returned handle lives, so that
+/// two installers (activation and a service, two logins) never interleave. The lock is a file
+/// beside the mount point (`/run/agenix.d.lock`), not the mount point itself: a directory
+/// locked before the ramfs is mounted on it is not the directory a later installer opens.
+pub fn lock_beside(mount_point: &Path) -> Result<File> {
+    let mut name = mount_point
+        .file_name()
+        .with_context(|| format!("{} has no file name", mount_point.display()))?
+        .to_owned();
+    name.push(".lock");
+    let path = mount_point.with_file_name(name);
+    if let Some(parent) = path.parent() {
+        create_dir_all(parent, 0o755)?;
+    }
+    let handle = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)
-        .with_context(|| format!("cannot lock {}", dir.display()))?;
+        .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(handle)
 }
 

@@ -65,9 +65,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     manifest.expand().context("expanding home paths")?;
     validate(&manifest).context("validating the manifest")?;
     let mut outcome = Outcome::default();
-    mount(&manifest).context("mounting the secrets filesystem")?;
-    let _lock = fs::lock_dir(Path::new(&manifest.secrets_mount_point))
+    // Locked before mounting: two installers that both saw no ramfs would otherwise stack two
+    // mounts on the mount point.
+    let _lock = fs::lock_beside(Path::new(&manifest.secrets_mount_point))
         .context("waiting for other installers")?;
+    mount(&manifest).context("mounting the secrets filesystem")?;
     match opts.phase {
         Phase::Mount => {}
         Phase::Install => install(&manifest, &mut outcome)?,
