@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use ragenix::rules::{self, LoadOptions, Rules};
 
+// The same allocator as the `ragenix` binary, so the figures are the program's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECRETS: usize = 10_000;
 
 fn write_rules(dir: &Path) {

@@ -21,7 +21,3 @@ pub mod rules;
 pub mod schema;
 pub mod signals;
 
-// Evaluating a rules file makes hundreds of thousands of small, short-lived allocations (rnix's
-// syntax tree, thunks, strings); glibc's malloc spent about a third of the time on them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
