@@ -20,4 +20,3 @@ pub mod rekey;
 pub mod rules;
 pub mod schema;
 pub mod signals;
-
