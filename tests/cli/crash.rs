@@ -1,7 +1,8 @@
 //! Crash safety: SIGKILL during `-r` never leaves a secret unreadable or changed in content.
 
 use std::fs;
-use std::process::Stdio;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Project;
@@ -85,24 +86,7 @@ fn sigkill_at_any_moment_of_a_rekey_of_300_files_loses_nothing() {
     ];
     for (point, expect_replaced) in points {
         let before = snapshot();
-        let mut child = p
-            .std_cmd()
-            .env("RAGENIX_TEST_PAUSE", point)
-            .args(["-i", "key.txt", "-r"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-            assert!(n > 0, "rekey ended without reaching {point}");
-            if line.contains("ragenix-test: paused at") {
-                break;
-            }
-        }
+        let (mut child, _stderr) = rekey_paused_at(&p, point);
         child.kill().unwrap();
         child.wait().unwrap();
         let after = snapshot();
@@ -133,20 +117,7 @@ fn sigkill_at_any_moment_of_a_rekey_of_300_files_loses_nothing() {
         ("staged:10", rustix::process::Signal::HUP),
     ] {
         let before = snapshot();
-        let mut child = p
-            .std_cmd()
-            .env("RAGENIX_TEST_PAUSE", point)
-            .args(["-i", "key.txt", "-r"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("ragenix-test: paused at") {
-            line.clear();
-            assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0);
-        }
+        let (mut child, _stderr) = rekey_paused_at(&p, point);
         rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(128 + signal.as_raw()), "{point}");
@@ -167,4 +138,31 @@ fn sigkill_at_any_moment_of_a_rekey_of_300_files_loses_nothing() {
         p.temp_files()
     );
     assert!(start.elapsed() < Duration::from_secs(600));
+}
+
+/// Starts `-r` with the debug build's pause hook at `point` and returns once it is paused
+/// there. The stderr pipe is returned so it stays open while the child still writes to it.
+// The child is handed to the caller, which kills and waits on it; clippy cannot see that.
+#[allow(clippy::zombie_processes)]
+fn rekey_paused_at(p: &Project, point: &str) -> (Child, BufReader<ChildStderr>) {
+    let mut child = p
+        .std_cmd()
+        .env("RAGENIX_TEST_PAUSE", point)
+        .args(["-i", "key.txt", "-r"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            panic!("rekey ended ({status}) without reaching {point}");
+        }
+        if line.contains("ragenix-test: paused at") {
+            return (child, stderr);
+        }
+    }
 }

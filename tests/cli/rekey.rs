@@ -180,6 +180,28 @@ fn rekey_keeps_permission_bits_and_armor() {
 
 /// An ssh key protected by a passphrase, its public key, and an askpass script that counts
 /// how often it was asked.
+/// A project with `count` secrets (each containing its own name) encrypted only to a
+/// passphrase-protected ssh key `locked`; also the askpass program and the secret names.
+fn secrets_for_a_locked_key(count: usize) -> Option<(Project, String, Vec<String>)> {
+    let p = Project::new();
+    let (public, askpass) = locked_key(&p)?;
+    let list = names(count);
+    let keys = [public.as_str()];
+    let rules: Vec<(&str, &[&str], bool)> = list
+        .iter()
+        .map(|n| (n.as_str(), &keys[..], false))
+        .collect();
+    p.rules_at("secrets.nix", &rules);
+    for n in &list {
+        p.cmd()
+            .args(["-e", n])
+            .write_stdin(n.clone())
+            .assert()
+            .success();
+    }
+    Some((p, askpass, list))
+}
+
 fn locked_key(p: &Project) -> Option<(String, String)> {
     if !crate::util::require_program("locked_ssh_key", "ssh-keygen") {
         return None;
@@ -207,24 +229,9 @@ fn locked_key(p: &Project) -> Option<(String, String)> {
 
 #[test]
 fn a_passphrase_protected_ssh_key_is_asked_for_once_while_rekeying_many_files() {
-    let p = Project::new();
-    let Some((public, askpass)) = locked_key(&p) else {
+    let Some((p, askpass, list)) = secrets_for_a_locked_key(40) else {
         return;
     };
-    let list = names(40);
-    let keys = [public.as_str()];
-    let rules: Vec<(&str, &[&str], bool)> = list
-        .iter()
-        .map(|n| (n.as_str(), &keys[..], false))
-        .collect();
-    p.rules_at("secrets.nix", &rules);
-    for n in &list {
-        p.cmd()
-            .args(["-e", n])
-            .write_stdin(n.clone())
-            .assert()
-            .success();
-    }
     p.cmd()
         .env("RAGENIX_ASKPASS", &askpass)
         .args(["-i", "locked", "-r"])
@@ -288,24 +295,9 @@ fn on_a_terminal_the_passphrase_prompt_appears_once_for_many_files() {
         return;
     }
     use std::io::{Read, Write};
-    let p = Project::new();
-    let Some((public, _)) = locked_key(&p) else {
+    let Some((p, _, list)) = secrets_for_a_locked_key(30) else {
         return;
     };
-    let list = names(30);
-    let keys = [public.as_str()];
-    let rules: Vec<(&str, &[&str], bool)> = list
-        .iter()
-        .map(|n| (n.as_str(), &keys[..], false))
-        .collect();
-    p.rules_at("secrets.nix", &rules);
-    for n in &list {
-        p.cmd()
-            .args(["-e", n])
-            .write_stdin(n.clone())
-            .assert()
-            .success();
-    }
     let inner = shell_words::join([super::bin(), "-i", "locked", "-r"]);
     let mut c = Command::new("script");
     p.prepare(&mut c);
