@@ -11,14 +11,12 @@
 let
   inherit (lib)
     literalExpression
-    mapAttrs
     mkIf
     mkOption
     types
     ;
 
   cfg = config.age;
-  placeholder = import ./nix/placeholder.nix;
   installer = "${cfg.ragenix.package}/bin/ragenix-install";
 
   manifest = pkgs.writeTextFile {
@@ -122,18 +120,6 @@ in
       default = { };
       description = "Files rendered from text with secrets substituted for placeholders.";
     };
-    placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
-      default = mapAttrs (_: s: placeholder s.name) cfg.secrets;
-      defaultText = literalExpression ''{ <secret> = "<RAGENIX:PLACEHOLDER:<name>>"; }'';
-      description = "For each secret, the string that a template's content uses in its place.";
-    };
-    plugins = mkOption {
-      type = types.listOf types.package;
-      default = [ ];
-      description = "Packages whose `bin/age-plugin-*` programs the installer may call.";
-    };
     identityPaths = mkOption {
       type = types.listOf types.path;
       default = [
@@ -155,25 +141,8 @@ in
       default = "\${XDG_RUNTIME_DIR}/agenix.d";
       description = "Directory holding the numbered generations; expanded at run time.";
     };
-    ragenix = {
-      package = mkOption {
-        type = types.package;
-        default = pkgs.callPackage ./package.nix { };
-        defaultText = literalExpression "pkgs.callPackage \"\${ragenix}/package.nix\" { }";
-        description = "The ragenix package providing `ragenix-install`.";
-      };
-      keepGenerations = mkOption {
-        type = types.ints.positive;
-        default = 1;
-        description = "How many generations of secrets to keep, the current one included.";
-      };
-      checkFiles = mkOption {
-        type = types.bool;
-        default = true;
-        description = "Check at build time that every `file` exists and starts with an age header.";
-      };
-    };
-  };
+  }
+  // import ./nix/common-options.nix { inherit lib pkgs cfg; };
 
   config = mkIf (cfg.secrets != { } || cfg.templates != { }) {
     assertions = [

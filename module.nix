@@ -11,7 +11,6 @@
 let
   inherit (lib)
     literalExpression
-    mapAttrs
     mapAttrsToList
     mkIf
     mkMerge
@@ -21,7 +20,6 @@ let
 
   cfg = config.age;
   users = config.users.users;
-  placeholder = import ./nix/placeholder.nix;
 
   # systemd-sysusers and userborn create users from a unit, not from the `users` activation
   # step; the secrets then come from a oneshot service ordered after them.
@@ -167,19 +165,6 @@ in
       default = { };
       description = "Files rendered from text with secrets substituted for placeholders.";
     };
-    placeholder = mkOption {
-      type = types.attrsOf types.str;
-      readOnly = true;
-      default = mapAttrs (_: s: placeholder s.name) cfg.secrets;
-      defaultText = literalExpression ''{ <secret> = "<RAGENIX:PLACEHOLDER:<name>>"; }'';
-      description = "For each secret, the string that a template's content uses in its place.";
-    };
-    plugins = mkOption {
-      type = types.listOf types.package;
-      default = [ ];
-      example = literalExpression "[ pkgs.age-plugin-yubikey ]";
-      description = "Packages whose `bin/age-plugin-*` programs the installer may call.";
-    };
     secretsDir = mkOption {
       type = types.path;
       default = "/run/agenix";
@@ -211,28 +196,8 @@ in
       '';
       description = "Private keys (SSH host keys, age or plugin identity files) tried for decryption.";
     };
-    ragenix = {
-      package = mkOption {
-        type = types.package;
-        default = pkgs.callPackage ./package.nix { };
-        defaultText = literalExpression "pkgs.callPackage \"\${ragenix}/package.nix\" { }";
-        description = "The ragenix package providing `ragenix-install`.";
-      };
-      keepGenerations = mkOption {
-        type = types.ints.positive;
-        default = 1;
-        description = "How many generations of secrets to keep, the current one included.";
-      };
-      checkFiles = mkOption {
-        type = types.bool;
-        default = true;
-        description = ''
-          Check at build time that every `file` exists and starts with an age header. Turn off
-          when secrets are given as strings naming files outside the Nix store.
-        '';
-      };
-    };
-  };
+  }
+  // import ./nix/common-options.nix { inherit lib pkgs cfg; };
 
   config = mkIf (cfg.secrets != { } || cfg.templates != { }) (mkMerge [
     {
