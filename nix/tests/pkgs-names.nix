@@ -27,4 +27,5 @@
   "tzdata"
   "gnused"
   "openssh"
+  "nixfmt"
 ]

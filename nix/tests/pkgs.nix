@@ -130,7 +130,7 @@ let
       targetPlatform = platform;
       system = platform.system;
       runtimeShell = "/bin/sh";
-      runCommand = name: _env: _script: fake name { };
+      runCommand = name: env: script: fake name (env // { buildCommand = script; });
       runCommandLocal = pkgs.runCommand;
       runCommandNoCC = pkgs.runCommand;
       writeShellScript = name: text: writeScript name "#!/bin/sh\n${text}";

@@ -769,3 +769,51 @@ fn home_manager_service_from_the_real_evaluation_installs_as_the_user() {
     );
     check_file(&runtime.join("agenix/token"), b"tok-1", 0o400);
 }
+
+/// `nix flake check` runs the same cases: the flake's `checks`, evaluated with the snapshots as
+/// its `nixpkgs` and `home-manager` inputs, hold one entry per case and each passes.
+#[test]
+fn the_flake_has_a_passing_check_per_evaluation_case() {
+    let name = "the_flake_has_a_passing_check_per_evaluation_case";
+    let Some(trees) = trees(name) else { return };
+    let expr = format!(
+        r#"let
+          nixos = {nixos};
+          lib = import (nixos + "/lib");
+          nixpkgs = {{
+            outPath = nixos;
+            inherit lib;
+            legacyPackages.x86_64-linux = import {hm_nixpkgs} {{ }};
+          }};
+          flake = import {repo}/flake.nix;
+          self = flake.outputs {{ inherit self nixpkgs; home-manager.outPath = {hm}; }};
+          checks = self.checks.x86_64-linux;
+          evaluation = lib.filter (n: lib.hasPrefix "nixos-" n || lib.hasPrefix "home-" n) (lib.attrNames checks);
+        in {{
+          failures = lib.genAttrs evaluation (n: checks.${{n}}.failures);
+          formatter = self.formatter.x86_64-linux.name;
+        }}"#,
+        nixos = trees.nixos.display(),
+        hm_nixpkgs = trees.hm_nixpkgs.display(),
+        hm = trees.home_manager.display(),
+        repo = repo().display(),
+    );
+    let got = nix_eval(&expr).unwrap_or_else(|e| panic!("evaluating the flake's checks:\n{e}"));
+    let failures = got["failures"].as_object().unwrap();
+    assert_eq!(
+        failures.keys().collect::<Vec<_>>(),
+        [
+            "home-defaults",
+            "home-full",
+            "nixos-defaults",
+            "nixos-full",
+            "nixos-sshKeyPaths",
+            "nixos-sysusers",
+            "nixos-userborn"
+        ]
+    );
+    for (check, f) in failures {
+        assert_eq!(f, "[]", "{check}");
+    }
+    assert_eq!(got["formatter"], "nixfmt");
+}
