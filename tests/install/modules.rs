@@ -817,3 +817,173 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
     }
     assert_eq!(got["formatter"], "nixfmt");
 }
+
+/// A unit file in `dir`, and its `.wants` link from `wanted_by` when given (what NixOS makes
+/// of `wantedBy`).
+fn unit(dir: &Path, name: &str, text: &str, wanted_by: Option<&str>) {
+    fs::write(dir.join(name), text).unwrap();
+    if let Some(target) = wanted_by {
+        let wants = dir.join(format!("{target}.wants"));
+        fs::create_dir_all(&wants).unwrap();
+        symlink(format!("../{name}"), wants.join(name)).unwrap();
+    }
+}
+
+/// The sysusers variant under the machine's real systemd (../shared/real-systemd/boot.sh),
+/// with the unit the real NixOS evaluation generated: it installs after the users exist, and a
+/// unit named in `restartUnits` is restarted when its secret changes, and only then.
+#[test]
+fn sysusers_service_from_the_real_evaluation_restarts_units_under_real_systemd() {
+    let name = "sysusers_service_from_the_real_evaluation_restarts_units_under_real_systemd";
+    let boot = repo().join("../shared/real-systemd/boot.sh");
+    if !crate::util::require_root(name) || !require_program(name, "ssh-keygen") {
+        return;
+    }
+    if !boot.is_file() || !Path::new("/lib/systemd/systemd").is_file() {
+        skip(
+            name,
+            "../shared/real-systemd/boot.sh or /lib/systemd/systemd is missing",
+        );
+        return;
+    }
+    let Some(trees) = trees(name) else { return };
+    // Not under /tmp: boot.sh gives the booted systemd a fresh /tmp.
+    let dir = tempfile::Builder::new()
+        .prefix("real-systemd-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let root = dir.path();
+    let key = root.join("host_key");
+    let recipient = super::ssh_keygen(&key);
+    let store = root.join("store");
+    fs::create_dir_all(&store).unwrap();
+    let encrypt = |file: &str, text: &str| {
+        fs::write(
+            store.join(file),
+            super::encrypt(text.as_bytes(), &recipient),
+        )
+        .unwrap();
+    };
+    encrypt("db.age", "db-1");
+    encrypt("db-next.age", "db-2");
+    encrypt("other.age", "other-1");
+    let params = format!(
+        r#"only = [ "sysusers" ]; params = {{ files = n: {} + "/${{n}}.age"; identity = {}; package = {}; }};"#,
+        lit(store.to_str().unwrap()),
+        lit(key.to_str().unwrap()),
+        built_package(root)
+    );
+    let evaluated = eval_nixos(trees, &repo().join("module.nix"), &params);
+    assert_eq!(failures(&evaluated), Vec::<String>::new());
+    let result = &evaluated["sysusers"]["result"];
+    let check = run_check_phase(result);
+    assert!(check.status.success(), "checkPhase: {}", stderr(&check));
+
+    // The stand-in package set's systemd (in the unit's PATH) is pointed at this machine's.
+    let fake_systemd = nix_eval(&format!(
+        "(import {} {{ }}).systemd.outPath",
+        trees.nixos.display()
+    ))
+    .unwrap();
+    let systemd = root.join("systemd");
+    fs::create_dir_all(systemd.join("bin")).unwrap();
+    symlink("/bin/systemctl", systemd.join("bin/systemctl")).unwrap();
+    let agenix_unit = result["service"]["unitText"]
+        .as_str()
+        .unwrap()
+        .replace(fake_systemd.as_str().unwrap(), systemd.to_str().unwrap());
+
+    let units = root.join("units");
+    let out = root.join("out");
+    fs::create_dir_all(&units).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let (passwd, group) = user_db(root);
+    for t in [
+        "sysinit",
+        "basic",
+        "shutdown",
+        "multi-user",
+        "default",
+        "local-fs",
+        "sockets",
+    ] {
+        unit(&units, &format!("{t}.target"), "[Unit]\n", None);
+    }
+    unit(
+        &units,
+        "agenix-install-secrets.service",
+        &agenix_unit,
+        Some("sysinit.target"),
+    );
+    // Stand-in for systemd-sysusers: users appear (by bind mount, inside the namespace only).
+    unit(
+        &units,
+        "systemd-sysusers.service",
+        &format!(
+            "[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+             ExecStart=/bin/sh -c 'test -e /run/agenix && echo secrets-before-users >> /run/rs/out/log; \
+             mount --bind {} /etc/passwd && mount --bind {} /etc/group'\n",
+            passwd.display(),
+            group.display()
+        ),
+        Some("sysinit.target"),
+    );
+    // Records each start, with the secret it reads.
+    unit(
+        &units,
+        "recorder.service",
+        "[Unit]\nAfter=agenix-install-secrets.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+         ExecStart=/bin/sh -c 'echo \"start $(cat /run/agenix/db)\" >> /run/rs/out/recorder'\n",
+        Some("default.target"),
+    );
+    // A switch: the secret changes and the service runs again; then once more, unchanged.
+    let wait_for_second_start = "/bin/systemctl restart agenix-install-secrets.service\n\
+         for i in $(seq 50); do [ \"$(wc -l < /run/rs/out/recorder)\" -ge 2 ] && break; sleep 0.1; done\n";
+    let driver = format!(
+        "#!/bin/sh\n\
+         stat -c '%U %G %a' /run/agenix/db > /run/rs/out/db-meta\n\
+         cp {next} {db}\n{first}\
+         sleep 1\n\
+         /bin/systemctl restart agenix-install-secrets.service\n\
+         sleep 2\n\
+         cat /run/agenix/db > /run/rs/out/db-final\n\
+         readlink /run/agenix > /run/rs/out/generation\n\
+         touch /run/rs/out/done\n",
+        next = store.join("db-next.age").display(),
+        db = store.join("db.age").display(),
+        first = wait_for_second_start,
+    );
+    fs::write(root.join("driver.sh"), driver).unwrap();
+    unit(
+        &units,
+        "driver.service",
+        &format!(
+            "[Unit]\nAfter=recorder.service agenix-install-secrets.service\n[Service]\nType=oneshot\n\
+             ExecStart=/bin/sh {}\n",
+            root.join("driver.sh").display()
+        ),
+        Some("default.target"),
+    );
+
+    let booted = Command::new("bash")
+        .arg(&boot)
+        .arg(&units)
+        .arg(&out)
+        .arg("60")
+        .output()
+        .unwrap();
+    let console = format!(
+        "{}{}",
+        String::from_utf8_lossy(&booted.stdout),
+        stderr(&booted)
+    );
+    assert!(booted.status.success(), "boot.sh:\n{console}");
+    let read = |f: &str| fs::read_to_string(out.join(f)).unwrap_or_default();
+    assert_eq!(read("log"), "", "{console}");
+    assert_eq!(read("db-meta"), "app app 400\n", "{console}");
+    // Started once at boot (nothing restarted then), again when db changed, not after the
+    // switch that changed nothing.
+    assert_eq!(read("recorder"), "start db-1\nstart db-2\n", "{console}");
+    assert_eq!(read("db-final"), "db-2");
+    assert_eq!(read("generation"), "/run/agenix.d/3\n");
+}
