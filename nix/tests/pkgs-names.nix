@@ -1,3 +1,6 @@
+# Packages the NixOS and home-manager modules reach while our test configurations evaluate,
+# each a fake derivation in pkgs.nix (packages whose attributes modules read are defined there).
+# An evaluation stopping at "attribute 'X' missing" on `pkgs` means X belongs here.
 [
   "age"
   "coreutils"
