@@ -64,23 +64,23 @@ in
   config = mkMerge [
     { age.ragenix.manifest = manifest; }
     (mkIf (cfg.secrets != { } || cfg.templates != { }) {
-    assertions = [
-      {
-        assertion = cfg.identityPaths != [ ];
-        message = "age.identityPaths must be set.";
-      }
-    ];
+      assertions = [
+        {
+          assertion = cfg.identityPaths != [ ];
+          message = "age.identityPaths must be set.";
+        }
+      ];
 
-    systemd.user.services.agenix = {
-      Unit.Description = "Install age secrets";
-      Service = {
-        Type = "oneshot";
-        # Kept "active" so that home-manager restarts it when the manifest (ExecStart) changes.
-        RemainAfterExit = true;
-        ExecStart = "${installer} ${manifest}";
+      systemd.user.services.agenix = {
+        Unit.Description = "Install age secrets";
+        Service = {
+          Type = "oneshot";
+          # Kept "active" so that home-manager restarts it when the manifest (ExecStart) changes.
+          RemainAfterExit = true;
+          ExecStart = "${installer} ${manifest}";
+        };
+        Install.WantedBy = [ "default.target" ];
       };
-      Install.WantedBy = [ "default.target" ];
-    };
-  })
+    })
   ];
 }

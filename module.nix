@@ -92,67 +92,67 @@ in
   config = mkMerge [
     { age.ragenix.manifest = manifest; }
     (mkIf (cfg.secrets != { } || cfg.templates != { }) (mkMerge [
-    {
-      assertions = [
-        {
-          assertion = cfg.identityPaths != [ ];
-          message = "age.identityPaths must be set.";
-        }
-      ];
-    }
-
-    (mkIf (!useService) {
-      # Same steps and ordering as agenix, so configurations depending on them keep working.
-      system.activationScripts = {
-        agenixNewGeneration = {
-          text = "${installer} --phase mount ${manifest}";
-          deps = [ "specialfs" ];
-        };
-        # Root-owned secrets exist before users are created (hashedPasswordFile).
-        agenixInstall = {
-          text = "${installer} --phase install ${manifest}";
-          deps = [
-            "agenixNewGeneration"
-            "specialfs"
-          ];
-        };
-        users.deps = [ "agenixInstall" ];
-        agenixChown = {
-          text = "${installer} --phase chown ${manifest}";
-          deps = [
-            "users"
-            "groups"
-          ];
-        };
-        agenix = {
-          text = "";
-          deps = [ "agenixChown" ];
-        };
-      };
-    })
-
-    (mkIf useService {
-      systemd.services.agenix-install-secrets = {
-        description = "Install age secrets";
-        wantedBy = [ "sysinit.target" ];
-        after = [
-          "systemd-sysusers.service"
-          "userborn.service"
+      {
+        assertions = [
+          {
+            assertion = cfg.identityPaths != [ ];
+            message = "age.identityPaths must be set.";
+          }
         ];
-        before = [
-          "sysinit.target"
-          "shutdown.target"
-        ];
-        conflicts = [ "shutdown.target" ];
-        unitConfig.DefaultDependencies = false;
-        restartTriggers = [ manifest ];
-        serviceConfig = {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          ExecStart = "${installer} ${manifest}";
+      }
+
+      (mkIf (!useService) {
+        # Same steps and ordering as agenix, so configurations depending on them keep working.
+        system.activationScripts = {
+          agenixNewGeneration = {
+            text = "${installer} --phase mount ${manifest}";
+            deps = [ "specialfs" ];
+          };
+          # Root-owned secrets exist before users are created (hashedPasswordFile).
+          agenixInstall = {
+            text = "${installer} --phase install ${manifest}";
+            deps = [
+              "agenixNewGeneration"
+              "specialfs"
+            ];
+          };
+          users.deps = [ "agenixInstall" ];
+          agenixChown = {
+            text = "${installer} --phase chown ${manifest}";
+            deps = [
+              "users"
+              "groups"
+            ];
+          };
+          agenix = {
+            text = "";
+            deps = [ "agenixChown" ];
+          };
         };
-      };
-    })
-  ]))
+      })
+
+      (mkIf useService {
+        systemd.services.agenix-install-secrets = {
+          description = "Install age secrets";
+          wantedBy = [ "sysinit.target" ];
+          after = [
+            "systemd-sysusers.service"
+            "userborn.service"
+          ];
+          before = [
+            "sysinit.target"
+            "shutdown.target"
+          ];
+          conflicts = [ "shutdown.target" ];
+          unitConfig.DefaultDependencies = false;
+          restartTriggers = [ manifest ];
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStart = "${installer} ${manifest}";
+          };
+        };
+      })
+    ]))
   ];
 }
