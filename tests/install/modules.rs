@@ -702,10 +702,32 @@ fn home_manager_service_from_the_real_evaluation_installs_as_the_user() {
     let exec = result["service"]["Service"]["ExecStart"][0]
         .as_str()
         .unwrap();
+    // As root, the service also runs where systemd seems to run this machine (a private
+    // /run with /run/systemd/system), with a `systemctl` on PATH that records its arguments.
+    let bin = dir.path().join("bin");
+    let calls = dir.path().join("systemctl-calls");
+    fs::create_dir(&bin).unwrap();
+    fs::write(
+        bin.join("systemctl"),
+        format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(&calls, "").unwrap();
+    fs::set_permissions(&calls, fs::Permissions::from_mode(0o666)).unwrap();
     let run = || {
         let mut cmd = if root {
-            let mut c = Command::new("setpriv");
+            let mut c = Command::new("unshare");
             c.args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/systemd/system && exec \"$@\"",
+                "sh",
+                "setpriv",
                 &format!("--reuid={uid}"),
                 &format!("--regid={uid}"),
                 "--clear-groups",
@@ -720,7 +742,7 @@ fn home_manager_service_from_the_real_evaluation_installs_as_the_user() {
             .env_clear()
             .env("HOME", &home)
             .env("XDG_RUNTIME_DIR", &runtime)
-            .env("PATH", "/usr/bin:/bin")
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
             .output()
             .unwrap();
         eprintln!("agenix.service -> {}\n{}", out.status, stderr(&out));
@@ -760,14 +782,38 @@ fn home_manager_service_from_the_real_evaluation_installs_as_the_user() {
     let agenix_d = meta(&runtime.join("agenix.d"));
     assert_eq!(agenix_d.0 & 0o077, 0, "agenix.d is private to the user");
 
-    // A second start (home-manager's switch re-runs it) makes a new generation.
+    let restarts = || fs::read_to_string(&calls).unwrap();
+    assert_eq!(restarts(), "", "the first start restarts nothing");
+
+    // A switch that changed `linked` (home-manager re-runs the service): a new generation, and
+    // its user unit restarted.
+    fs::write(
+        store.join("linked.age"),
+        super::encrypt(b"linked-2", &recipient),
+    )
+    .unwrap();
     let out = run();
     assert!(out.status.success());
     assert_eq!(
         fs::read_link(runtime.join("agenix")).unwrap(),
         runtime.join("agenix.d/2")
     );
+    check_file(&runtime.join("app/linked"), b"linked-2", 0o400);
     check_file(&runtime.join("agenix/token"), b"tok-1", 0o400);
+    if root {
+        assert_eq!(restarts(), "--user --no-block try-restart app.service\n");
+    }
+
+    // Nothing changed: nothing restarted.
+    let out = run();
+    assert!(out.status.success());
+    assert_eq!(
+        fs::read_link(runtime.join("agenix")).unwrap(),
+        runtime.join("agenix.d/3")
+    );
+    if root {
+        assert_eq!(restarts(), "--user --no-block try-restart app.service\n");
+    }
 }
 
 /// `nix flake check` runs the same cases: the flake's `checks`, evaluated with the snapshots as
