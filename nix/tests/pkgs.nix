@@ -116,14 +116,18 @@ let
     // {
       inherit lib writeTextFile writeText writeScript;
       inherit path;
-      stdenv = fake "stdenv" (lib.filterAttrs (n: _: lib.hasPrefix "is" n) platform // {
-        hostPlatform = platform;
-        buildPlatform = platform;
-        targetPlatform = platform;
-        cc = fake "cc" { libc = fake "glibc" { }; };
-        shell = "/bin/sh";
-        mkDerivation = a: fake (a.name or "${a.pname}-${a.version or "0"}") { };
-      });
+      # The platform predicates (isLinux, isx86_64...) as stdenv has them.
+      stdenv = fake "stdenv" (
+        lib.filterAttrs (n: _: lib.hasPrefix "is" n) platform
+        // {
+          hostPlatform = platform;
+          buildPlatform = platform;
+          targetPlatform = platform;
+          cc = fake "cc" { libc = fake "glibc" { }; };
+          shell = "/bin/sh";
+          mkDerivation = a: fake (a.name or "${a.pname}-${a.version or "0"}") { };
+        }
+      );
       stdenvNoCC = pkgs.stdenv;
       buildPlatform = platform;
       hostPlatform = platform;
@@ -179,12 +183,7 @@ let
         _: _: {
           type = lib.types.anything;
           generate = name: value: writeText name (builtins.toJSON value);
-          lib.types = lib.genAttrs [
-            "atom"
-            "listOf"
-            "attrsOf"
-            "value"
-          ] (_: lib.types.anything);
+          lib.types.atom = lib.types.anything;
         }
       );
     };
