@@ -2,9 +2,18 @@
   description = "ragenix: agenix-compatible age secrets for NixOS, in Rust";
 
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+  # Only for `checks` (the home-manager module evaluated in home-manager's module system).
+  inputs.home-manager = {
+    url = "github:nix-community/home-manager";
+    inputs.nixpkgs.follows = "nixpkgs";
+  };
 
   outputs =
-    { self, nixpkgs }:
+    {
+      self,
+      nixpkgs,
+      home-manager,
+    }:
     let
       inherit (nixpkgs) lib;
       systems = [
@@ -14,6 +23,40 @@
         "aarch64-darwin"
       ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # One check per case of nix/tests/{cases,home-cases}.nix: the same evaluations and
+      # assertions `cargo test` runs against the nix-trees snapshots, here against this flake's
+      # nixpkgs and home-manager. Evaluation does the work; the build only reports.
+      evalChecks =
+        pkgs:
+        let
+          report =
+            kind: cases:
+            lib.mapAttrs' (
+              name: case:
+              lib.nameValuePair "${kind}-${name}" (
+                pkgs.runCommand "ragenix-${kind}-${name}" { failures = builtins.toJSON case.failures; } ''
+                  if [ "$failures" != "[]" ]; then
+                    echo "$failures" >&2
+                    exit 1
+                  fi
+                  touch $out
+                ''
+              )
+            ) cases;
+        in
+        report "nixos" (
+          import ./nix/tests/eval-nixos.nix {
+            nixpkgs = nixpkgs.outPath;
+            inherit (pkgs.stdenv.hostPlatform) system;
+          }
+        )
+        // report "home" (
+          import ./nix/tests/eval-home.nix {
+            homeManager = home-manager.outPath;
+            inherit pkgs;
+          }
+        );
     in
     {
       packages = forAllSystems (pkgs: {
@@ -55,13 +98,18 @@
           # The package build runs `cargo test`.
           ragenix = self.packages.${pkgs.stdenv.hostPlatform.system}.ragenix;
         }
-        // lib.optionalAttrs pkgs.stdenv.isLinux {
-          vm = import ./nix/tests/vm.nix {
-            inherit pkgs;
-            module = self.nixosModules.default;
-          };
-        }
+        // lib.optionalAttrs pkgs.stdenv.isLinux (
+          {
+            vm = import ./nix/tests/vm.nix {
+              inherit pkgs;
+              module = self.nixosModules.default;
+            };
+          }
+          // evalChecks pkgs
+        )
       );
+
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {

@@ -12,6 +12,7 @@ let
   inherit (lib)
     literalExpression
     mkIf
+    mkMerge
     mkOption
     types
     ;
@@ -19,88 +20,10 @@ let
   cfg = config.age;
   installer = "${cfg.ragenix.package}/bin/ragenix-install";
 
-  manifest = pkgs.writeTextFile {
-    name = "ragenix-home-manifest.json";
-    text = builtins.toJSON (
-      import ./nix/manifest.nix {
-        inherit (cfg)
-          secrets
-          templates
-          identityPaths
-          secretsDir
-          secretsMountPoint
-          ;
-        mode = "home";
-        keepGenerations = cfg.ragenix.keepGenerations;
-        pluginPaths = map (p: "${p}/bin") cfg.plugins;
-      }
-    );
-    checkPhase = ''
-      ${installer} --check ${lib.optionalString (!cfg.ragenix.checkFiles) "--skip-files"} "$target"
-    '';
+  manifest = import ./nix/manifest-file.nix {
+    inherit pkgs lib cfg;
+    kind = "home";
   };
-
-  commonOptions = config: defaultPath: {
-    path = mkOption {
-      type = types.str;
-      default = defaultPath;
-      description = "Where the decrypted file is installed (`$VAR` and `~` are expanded).";
-    };
-    mode = mkOption {
-      type = types.str;
-      default = "0400";
-      description = "Permissions of the decrypted file, as an octal mode.";
-    };
-    symlink = lib.mkEnableOption "symlinking the file from `path` into secretsDir" // {
-      default = true;
-    };
-    restartUnits = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "User units restarted when this file changes.";
-    };
-    reloadUnits = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-      description = "User units reloaded when this file changes.";
-    };
-  };
-
-  secretType = types.submodule (
-    { config, name, ... }:
-    {
-      options = {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          description = "Name of the file in `age.secretsDir`.";
-        };
-        file = mkOption {
-          type = types.path;
-          description = "Age file the secret is decrypted from.";
-        };
-      }
-      // commonOptions config "${cfg.secretsDir}/${config.name}";
-    }
-  );
-
-  templateType = types.submodule (
-    { config, name, ... }:
-    {
-      options = {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          description = "Name of the file in `\${age.secretsDir}/templates`.";
-        };
-        content = mkOption {
-          type = types.lines;
-          description = "Text of the file; `config.age.placeholder.<secret>` marks where a secret goes.";
-        };
-      }
-      // commonOptions config "${cfg.secretsDir}/templates/${config.name}";
-    }
-  );
 in
 {
   options.age = {
@@ -109,16 +32,6 @@ in
       default = pkgs.age;
       defaultText = literalExpression "pkgs.age";
       description = "Accepted for agenix configurations; unused (ragenix decrypts in-process).";
-    };
-    secrets = mkOption {
-      type = types.attrsOf secretType;
-      default = { };
-      description = "Attrset of secrets.";
-    };
-    templates = mkOption {
-      type = types.attrsOf templateType;
-      default = { };
-      description = "Files rendered from text with secrets substituted for placeholders.";
     };
     identityPaths = mkOption {
       type = types.listOf types.path;
@@ -142,25 +55,32 @@ in
       description = "Directory holding the numbered generations; expanded at run time.";
     };
   }
+  // import ./nix/entry-options.nix {
+    inherit lib cfg;
+    kind = "home";
+  }
   // import ./nix/common-options.nix { inherit lib pkgs cfg; };
 
-  config = mkIf (cfg.secrets != { } || cfg.templates != { }) {
-    assertions = [
-      {
-        assertion = cfg.identityPaths != [ ];
-        message = "age.identityPaths must be set.";
-      }
-    ];
+  config = mkMerge [
+    { age.ragenix.manifest = manifest; }
+    (mkIf (cfg.secrets != { } || cfg.templates != { }) {
+      assertions = [
+        {
+          assertion = cfg.identityPaths != [ ];
+          message = "age.identityPaths must be set.";
+        }
+      ];
 
-    systemd.user.services.agenix = {
-      Unit.Description = "Install age secrets";
-      Service = {
-        Type = "oneshot";
-        # Kept "active" so that home-manager restarts it when the manifest (ExecStart) changes.
-        RemainAfterExit = true;
-        ExecStart = "${installer} ${manifest}";
+      systemd.user.services.agenix = {
+        Unit.Description = "Install age secrets";
+        Service = {
+          Type = "oneshot";
+          # Kept "active" so that home-manager restarts it when the manifest (ExecStart) changes.
+          RemainAfterExit = true;
+          ExecStart = "${installer} ${manifest}";
+        };
+        Install.WantedBy = [ "default.target" ];
       };
-      Install.WantedBy = [ "default.target" ];
-    };
-  };
+    })
+  ];
 }

@@ -35,6 +35,15 @@ in
       default = 1;
       description = "How many generations of secrets to keep, the current one included.";
     };
+    manifest = mkOption {
+      type = types.package;
+      internal = true;
+      readOnly = true;
+      description = ''
+        The manifest file the installer runs on (set by the module); its build runs
+        `ragenix-install --check`. For inspection and tests.
+      '';
+    };
     checkFiles = mkOption {
       type = types.bool;
       default = true;
