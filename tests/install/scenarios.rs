@@ -148,7 +148,8 @@ ns_test!(
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
-            err.contains("error: secret `flaky`") && err.contains("(the previous version is kept)"),
+            err.contains("error: secret `flaky`")
+                && err.contains("(the previous version is kept, with mode 0400 and owner 0:0)"),
             "{err}"
         );
         assert!(
