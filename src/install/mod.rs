@@ -303,7 +303,7 @@ impl<'a> Entry<'a> {
     /// `symlink` says (agenix wrote `symlink = false` secrets with the default path through
     /// the old generation's link and lost them at the next one).
     fn lives_in_generation(&self) -> bool {
-        self.symlink || self.path == self.default_path
+        self.symlink || Manifest::is_default(self.path, &self.default_path)
     }
 
     /// The directory the file is written in (walked safely, created if `create`) and its name
@@ -629,7 +629,7 @@ fn swap(m: &Manifest, link: &SecretsDir, number: u64) -> Result<()> {
 /// never dangle).
 fn link_custom_paths(m: &Manifest, failures: &mut Vec<String>) {
     for e in entries(m) {
-        if !e.symlink || e.path == e.default_path {
+        if !e.symlink || Manifest::is_default(e.path, &e.default_path) {
             continue;
         }
         let result = Dir::open_parent(Path::new(e.path), Some(0o755))

@@ -486,7 +486,7 @@ fn check_mode_validates_schema_modes_names_and_age_headers_without_decrypting() 
     assert!(err.contains("checking the manifest"), "{err}");
     assert!(
         err.contains("mode `u+r` is not an octal mode")
-            && err.contains("secret `good` is declared twice"),
+            && err.contains("age.secrets.\"good\" is declared twice"),
         "{err}"
     );
     let out = run(json!({"version": 1}), &[]);
