@@ -146,11 +146,26 @@ fn check(m: &Manifest, files: bool) -> Result<Outcome> {
 
 /// Takes the installers' lock, a file beside the mount point (`/run/agenix.d.lock`), not the
 /// mount point itself: a directory locked before the ramfs is mounted on it is not the
-/// directory a later installer opens.
+/// directory a later installer opens. Named after the mount point as walked, so every
+/// spelling of it takes the same lock.
 fn lock(m: &Manifest) -> Result<std::fs::File> {
-    let (dir, mut name) = Dir::open_parent(Path::new(&m.secrets_mount_point), Some(0o755))?;
+    let (parent, name) = Dir::open_parent(Path::new(&m.secrets_mount_point), Some(0o755))?;
+    let mount_dir = parent.open_sub(Path::new(&name), Some(mount_point_mode(m)))?;
+    let real_parent = mount_dir.open_sub(Path::new(".."), None)?;
+    let mut name = mount_dir
+        .path()
+        .file_name()
+        .map(OsStr::to_os_string)
+        .with_context(|| format!("{} has no file name", mount_dir.path().display()))?;
     name.push(".lock");
-    fs::lock(&dir, &name)
+    fs::lock(&real_parent, &name)
+}
+
+fn mount_point_mode(m: &Manifest) -> u32 {
+    match m.mode {
+        Mode::Home => 0o700,
+        Mode::System => 0o751,
+    }
 }
 
 /// Makes secretsMountPoint a ramfs (system) or a private directory (home) and returns it open.
