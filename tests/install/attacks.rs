@@ -433,3 +433,44 @@ ns_test!(
         assert_eq!(meta(&path), (0o666, NOBODY, NOBODY));
     }
 );
+
+/// Each declaration that would break or be redirected at activation is refused by `--check`
+/// at build time, one located message per problem (no root needed).
+#[test]
+fn check_rejects_each_unsafe_declaration_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = |name: &str, path: &str, symlink: bool| json!({"name": name, "file": "/nix/store/x.age", "path": path, "symlink": symlink});
+    let manifest = json!({
+        "version": 1, "mode": "system",
+        "secretsDir": "/run/agenix/", "secretsMountPoint": "/run//agenix.d",
+        "identityPaths": [],
+        "secrets": [
+            secret("a", "/run/agenix/a", true),
+            secret("b", "/run/agenix//a", true),
+            secret("c", "/run/agenix/elsewhere", false),
+            secret("x", "/run/agenix/x", true),
+            secret("x/y", "/run/agenix/x/y", true),
+            secret("d", "/etc/d", false),
+            secret("e", "/etc//d", false),
+        ],
+    });
+    let path = dir.path().join("m.json");
+    fs::write(&path, manifest.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ragenix-install"))
+        .args(["--check", "--skip-files"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needle in [
+        "age.secretsDir: `/run/agenix/` is not a normalised path (a trailing `/`)",
+        "age.secretsMountPoint: `/run//agenix.d` is not a normalised path (an empty component `//`)",
+        "age.secrets.\"b\".path: `/run/agenix/a` is inside, or contains, age.secretsDir",
+        "age.secrets.\"c\".path: `/run/agenix/elsewhere` is inside, or contains, age.secretsDir",
+        "age.secrets.\"x\" and age.secrets.\"x/y\": `x` cannot be both a file and the directory holding `x/y`",
+        "age.secrets.\"d\".path and age.secrets.\"e\".path both install to `/etc/d`",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
