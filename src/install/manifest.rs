@@ -8,13 +8,13 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::restart::Units;
+
 /// The only manifest version this installer reads.
 pub const VERSION: u32 = 1;
 
-/// Prefix of the string `age.placeholder.<name>` yields; a template holds
-/// `<RAGENIX:PLACEHOLDER:name>` where the secret's plaintext goes.
-pub const PLACEHOLDER_PREFIX: &str = "<RAGENIX:PLACEHOLDER:";
-pub const PLACEHOLDER_SUFFIX: &str = ">";
+// The placeholder syntax belongs to templates; re-exported for the module's Nix-side tests.
+pub use super::template::{PLACEHOLDER_PREFIX, PLACEHOLDER_SUFFIX};
 
 /// Secret and template names starting with this are reserved for the installer's own files.
 pub const RESERVED_PREFIX: &str = ".ragenix";
@@ -112,7 +112,112 @@ pub struct Template {
     pub reload_units: Vec<String>,
 }
 
+/// Where an entry's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Decrypted from this `.age` file.
+    Secret { file: String },
+    /// Rendered from this text, placeholders replaced by secrets.
+    Template { content: String },
+}
+
+/// One secret or template as the installer uses it: the manifest's fields, checked, with the
+/// mode parsed once.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub path: String,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    pub symlink: bool,
+    pub units: Units,
+    pub source: Source,
+    /// `secretsDir/<name>` for a secret, `secretsDir/templates/<name>` for a template.
+    pub default_path: String,
+}
+
+impl Entry {
+    pub fn is_secret(&self) -> bool {
+        matches!(self.source, Source::Secret { .. })
+    }
+
+    /// The key of the entry in the generation's state file.
+    pub fn key(&self) -> String {
+        match self.source {
+            Source::Secret { .. } => format!("secret:{}", self.name),
+            Source::Template { .. } => format!("template:{}", self.name),
+        }
+    }
+
+    /// How messages name it.
+    pub fn what(&self) -> String {
+        match self.source {
+            Source::Secret { .. } => format!("secret `{}`", self.name),
+            Source::Template { .. } => format!("template `{}`", self.name),
+        }
+    }
+
+    /// Its path relative to a generation directory.
+    pub fn in_generation(&self) -> String {
+        match self.source {
+            Source::Secret { .. } => self.name.clone(),
+            Source::Template { .. } => format!("templates/{}", self.name),
+        }
+    }
+
+    /// Whether the file lives in the generation: always with the default path, whatever
+    /// `symlink` says (agenix wrote `symlink = false` secrets with the default path through
+    /// the old generation's link and lost them at the next one).
+    pub fn lives_in_generation(&self) -> bool {
+        self.symlink || self.has_default_path()
+    }
+
+    pub fn has_default_path(&self) -> bool {
+        Manifest::is_default(&self.path, &self.default_path)
+    }
+}
+
 impl Manifest {
+    /// The secrets, then the templates, typed. Fails on a mode that does not parse, naming
+    /// the option ([`Manifest::validate`] reports it too, with everything else).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let mode =
+            |m: &str, who: &str| parse_mode(m).map_err(|e| anyhow::anyhow!("{who}.mode: {e}"));
+        let mut entries = Vec::with_capacity(self.secrets.len() + self.templates.len());
+        for s in &self.secrets {
+            entries.push(Entry {
+                name: s.name.clone(),
+                path: s.path.clone(),
+                mode: mode(&s.mode, &format!("age.secrets.\"{}\"", s.name))?,
+                owner: s.owner.clone(),
+                group: s.group.clone(),
+                symlink: s.symlink,
+                units: Units::from_lists(&s.restart_units, &s.reload_units),
+                source: Source::Secret {
+                    file: s.file.clone(),
+                },
+                default_path: self.default_path(&s.name),
+            });
+        }
+        for t in &self.templates {
+            entries.push(Entry {
+                name: t.name.clone(),
+                path: t.path.clone(),
+                mode: mode(&t.mode, &format!("age.templates.\"{}\"", t.name))?,
+                owner: t.owner.clone(),
+                group: t.group.clone(),
+                symlink: t.symlink,
+                units: Units::from_lists(&t.restart_units, &t.reload_units),
+                source: Source::Template {
+                    content: t.content.clone(),
+                },
+                default_path: self.default_template_path(&t.name),
+            });
+        }
+        Ok(entries)
+    }
+
     pub fn from_json(text: &str) -> Result<Manifest> {
         let manifest: Manifest = serde_json::from_str(text).context("invalid manifest JSON")?;
         if manifest.version != VERSION {

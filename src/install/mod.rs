@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::keys::Identities;
 use fs::{FileId, Owner};
-use manifest::{parse_mode, Manifest, Mode};
+use manifest::{Entry, Manifest, Mode, Source};
 use owners::Owners;
 use restart::{Change, Handoff, State, Units};
 use walk::Dir;
@@ -67,6 +67,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
     manifest.expand().context("expanding home paths")?;
     validate(&manifest).context("validating the manifest")?;
+    let entries = manifest.entries().context("validating the manifest")?;
     let mut outcome = Outcome::default();
     // Locked before mounting: two installers that both saw no ramfs would otherwise stack two
     // mounts on the mount point.
@@ -74,25 +75,25 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mount_dir = mount(&manifest).context("mounting the secrets filesystem")?;
     match opts.phase {
         Phase::Mount => {}
-        Phase::Install => install(&manifest, &mount_dir, &mut outcome)?,
-        Phase::Chown => chown(&manifest, &mount_dir, opts, &mut outcome)?,
+        Phase::Install => install(&manifest, &entries, &mount_dir, &mut outcome)?,
+        Phase::Chown => chown(&manifest, &entries, &mount_dir, opts, &mut outcome)?,
         Phase::All => {
-            install(&manifest, &mount_dir, &mut outcome)?;
-            chown(&manifest, &mount_dir, opts, &mut outcome)?;
+            install(&manifest, &entries, &mount_dir, &mut outcome)?;
+            chown(&manifest, &entries, &mount_dir, opts, &mut outcome)?;
         }
     }
     Ok(outcome)
 }
 
 /// Decrypts every secret into a fresh generation and makes it current.
-fn install(m: &Manifest, mount_dir: &Dir, outcome: &mut Outcome) -> Result<()> {
+fn install(m: &Manifest, entries: &[Entry], mount_dir: &Dir, outcome: &mut Outcome) -> Result<()> {
     let link = SecretsDir::open(m).context("opening the directory of secretsDir")?;
     let previous =
         previous_generation(&link, mount_dir).context("reading the previous generation")?;
     let (number, dir) = new_generation(&link, mount_dir).context("creating a new generation")?;
     let identities = keys(m).context("loading identities")?;
     let owners = Owners::load().context("reading users and groups")?;
-    let mut generation = NewGeneration::new(m, previous, dir, owners);
+    let mut generation = NewGeneration::new(m, entries, previous, dir, owners);
     let plaintexts = generation
         .decrypt_and_write(&identities)
         .context("decrypting secrets")?;
@@ -101,7 +102,7 @@ fn install(m: &Manifest, mount_dir: &Dir, outcome: &mut Outcome) -> Result<()> {
         .context("rendering templates")?;
     generation.save_state().context("recording restart units")?;
     swap(m, &link, number).context("switching secretsDir to the new generation")?;
-    link_custom_paths(m, &mut generation.failures);
+    link_custom_paths(entries, &mut generation.failures);
     let pruned =
         fs::prune(mount_dir, number, m.keep_generations).context("removing old generations")?;
     generation.report(number, &pruned);
@@ -262,77 +263,15 @@ fn keys(m: &Manifest) -> Result<Identities> {
     Ok(identities)
 }
 
-/// One manifest entry (secret or template) as the writing code sees it.
-struct Entry<'a> {
-    key: String,
-    what: String,
-    name: &'a str,
-    path: &'a str,
-    mode: &'a str,
-    owner: &'a str,
-    group: &'a str,
-    symlink: bool,
-    restart_units: &'a [String],
-    reload_units: &'a [String],
-    /// Path relative to the generation directory.
-    in_generation: String,
-    default_path: String,
-}
-
-impl<'a> Entry<'a> {
-    fn secret(s: &'a manifest::Secret, m: &Manifest) -> Entry<'a> {
-        Entry {
-            key: format!("secret:{}", s.name),
-            what: format!("secret `{}`", s.name),
-            name: &s.name,
-            path: &s.path,
-            mode: &s.mode,
-            owner: &s.owner,
-            group: &s.group,
-            symlink: s.symlink,
-            restart_units: &s.restart_units,
-            reload_units: &s.reload_units,
-            in_generation: s.name.clone(),
-            default_path: m.default_path(&s.name),
-        }
-    }
-
-    fn template(t: &'a manifest::Template, m: &Manifest) -> Entry<'a> {
-        Entry {
-            key: format!("template:{}", t.name),
-            what: format!("template `{}`", t.name),
-            name: &t.name,
-            path: &t.path,
-            mode: &t.mode,
-            owner: &t.owner,
-            group: &t.group,
-            symlink: t.symlink,
-            restart_units: &t.restart_units,
-            reload_units: &t.reload_units,
-            in_generation: format!("templates/{}", t.name),
-            default_path: m.default_template_path(&t.name),
-        }
-    }
-
-    /// Whether the file lives in the generation: always with the default path, whatever
-    /// `symlink` says (agenix wrote `symlink = false` secrets with the default path through
-    /// the old generation's link and lost them at the next one).
-    fn lives_in_generation(&self) -> bool {
-        self.symlink || Manifest::is_default(self.path, &self.default_path)
-    }
-
+impl Entry {
     /// The directory the file is written in (walked safely, created if `create`) and its name
     /// there, given the generation directory.
     fn locate(&self, generation: &Dir, create: bool) -> Result<(Dir, OsString)> {
         if self.lives_in_generation() {
-            generation.sub_parent(Path::new(&self.in_generation), create.then_some(0o751))
+            generation.sub_parent(Path::new(&self.in_generation()), create.then_some(0o751))
         } else {
-            Dir::open_parent(Path::new(self.path), create.then_some(0o755))
+            Dir::open_parent(Path::new(&self.path), create.then_some(0o755))
         }
-    }
-
-    fn units(&self) -> Units {
-        Units::from_lists(self.restart_units, self.reload_units)
     }
 }
 
@@ -349,6 +288,7 @@ fn my_ids(m: &Manifest) -> Option<(u32, u32)> {
 /// The generation being written: where, against what, and what went wrong so far.
 struct NewGeneration<'a> {
     m: &'a Manifest,
+    entries: &'a [Entry],
     previous: Previous,
     dir: Dir,
     owners: Owners,
@@ -362,9 +302,16 @@ struct NewGeneration<'a> {
 type Written = (Option<Change>, FileId);
 
 impl<'a> NewGeneration<'a> {
-    fn new(m: &'a Manifest, previous: Previous, dir: Dir, owners: Owners) -> Self {
+    fn new(
+        m: &'a Manifest,
+        entries: &'a [Entry],
+        previous: Previous,
+        dir: Dir,
+        owners: Owners,
+    ) -> Self {
         NewGeneration {
             m,
+            entries,
             previous,
             dir,
             owners,
@@ -380,30 +327,41 @@ impl<'a> NewGeneration<'a> {
         &mut self,
         identities: &Identities,
     ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
-        let m = self.m;
-        let names: BTreeSet<&str> = m.secrets.iter().map(|s| s.name.as_str()).collect();
-        let wanted: BTreeSet<&str> = m
-            .templates
+        let names: BTreeSet<&str> = self
+            .entries
             .iter()
-            .flat_map(|t| template::referenced(&t.content, &names))
+            .filter(|e| e.is_secret())
+            .map(|e| e.name.as_str())
+            .collect();
+        let wanted: BTreeSet<&str> = self
+            .entries
+            .iter()
+            .filter_map(|e| match &e.source {
+                Source::Template { content } => Some(content.as_str()),
+                Source::Secret { .. } => None,
+            })
+            .flat_map(|content| template::referenced(content, &names))
             .filter_map(|r| r.ok())
             .collect();
         let this = &*self;
-        let results: Vec<_> = m
-            .secrets
+        let results: Vec<_> = self
+            .entries
             .par_iter()
-            .map(|s| {
-                let e = Entry::secret(s, m);
+            .filter_map(|e| match &e.source {
+                Source::Secret { file } => Some((e, file)),
+                Source::Template { .. } => None,
+            })
+            .map(|(e, file)| {
                 let result = (|| {
                     // Plaintext buffers are wiped when dropped.
                     let mut data = Zeroizing::new(Vec::new());
-                    decrypt::decrypt_file(Path::new(&s.file), identities, &mut *data)?;
-                    let written = this.write_entry(&e, &data)?;
+                    decrypt::decrypt_file(Path::new(file), identities, &mut *data)?;
+                    let written = this.write_entry(e, &data)?;
                     Ok::<_, anyhow::Error>((written, data))
                 })();
                 let result = result.map_err(|err| {
-                    let (kept, id) = this.keep_previous(&e);
-                    (format!("{} ({}): {err:#}{kept}", e.what, s.file), id)
+                    let (kept, id) = this.keep_previous(e);
+                    (format!("{} ({file}): {err:#}{kept}", e.what()), id)
                 });
                 (e, result)
             })
@@ -412,13 +370,13 @@ impl<'a> NewGeneration<'a> {
         for (e, result) in results {
             match result {
                 Ok((written, data)) => {
-                    self.record(&e, written);
-                    if wanted.contains(e.name) {
-                        plaintexts.insert(e.name.to_string(), data);
+                    self.record(e, written);
+                    if wanted.contains(e.name.as_str()) {
+                        plaintexts.insert(e.name.clone(), data);
                     }
                 }
                 Err((message, kept)) => {
-                    self.record_failure(&e, kept);
+                    self.record_failure(e, kept);
                     self.failures.push(message);
                     self.secrets_failed += 1;
                 }
@@ -432,22 +390,23 @@ impl<'a> NewGeneration<'a> {
         &mut self,
         plaintexts: &BTreeMap<String, Zeroizing<Vec<u8>>>,
     ) -> Result<()> {
-        let m = self.m;
         let available: BTreeMap<&str, &[u8]> = plaintexts
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice()))
             .collect();
-        for t in &m.templates {
-            let e = Entry::template(t, m);
-            let result = template::render(&t.content, &available)
+        for e in self.entries {
+            let Source::Template { content } = &e.source else {
+                continue;
+            };
+            let result = template::render(content, &available)
                 .map_err(|missing| anyhow::anyhow!("secret `{missing}` could not be decrypted"))
-                .and_then(|data| self.write_entry(&e, &Zeroizing::new(data)));
+                .and_then(|data| self.write_entry(e, &Zeroizing::new(data)));
             match result {
-                Ok(written) => self.record(&e, written),
+                Ok(written) => self.record(e, written),
                 Err(err) => {
-                    let (kept, id) = self.keep_previous(&e);
-                    self.record_failure(&e, id);
-                    self.failures.push(format!("{}: {err:#}{kept}", e.what));
+                    let (kept, id) = self.keep_previous(e);
+                    self.record_failure(e, id);
+                    self.failures.push(format!("{}: {err:#}{kept}", e.what()));
                     self.templates_failed += 1;
                 }
             }
@@ -458,7 +417,7 @@ impl<'a> NewGeneration<'a> {
     /// The owner an entry gets in the install phase: the declared one if it exists yet.
     fn owner(&self, e: &Entry) -> Owner {
         match self.m.mode {
-            Mode::System => self.owners.resolve(e.owner, e.group).ok(),
+            Mode::System => self.owners.resolve(&e.owner, &e.group).ok(),
             Mode::Home => None,
         }
     }
@@ -466,7 +425,7 @@ impl<'a> NewGeneration<'a> {
     /// Writes one entry's bytes to its true path in its final mode (and owner if it exists
     /// yet), comparing with the previous generation first.
     fn write_entry(&self, e: &Entry, data: &[u8]) -> Result<Written> {
-        let mode = parse_mode(e.mode).map_err(anyhow::Error::msg)?;
+        let mode = e.mode;
         let owner = self.owner(e);
         let (dir, name) = e.locate(&self.dir, true)?;
         // Without a previous generation (boot) nothing was running with the old secret.
@@ -483,10 +442,10 @@ impl<'a> NewGeneration<'a> {
     fn previous_file(&self, e: &Entry, dir: &Dir, name: &OsStr) -> Option<std::fs::File> {
         if e.lives_in_generation() {
             let old = self.previous.dir.as_ref()?;
-            let (old_dir, old_name) = old.sub_parent(Path::new(&e.in_generation), None).ok()?;
+            let (old_dir, old_name) = old.sub_parent(Path::new(&e.in_generation()), None).ok()?;
             return fs::open_regular(&old_dir, &old_name).ok()?;
         }
-        let recorded = self.previous.state.as_ref()?.files.get(&e.key)?;
+        let recorded = self.previous.state.as_ref()?.files.get(&e.key())?;
         let (handle, st) = fs::open_handle(dir, name).ok()??;
         if FileId::of(&st) != *recorded
             || !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file()
@@ -498,20 +457,19 @@ impl<'a> NewGeneration<'a> {
 
     /// Records an entry's units and file, and queues the units when it changed.
     fn record(&mut self, e: &Entry, (change, id): Written) {
-        let units = e.units();
         if matches!(change, Some(Change::New | Change::Changed)) {
-            self.state.pending.add(&units);
+            self.state.pending.add(&e.units);
         }
-        self.state.entries.insert(e.key.clone(), units);
-        self.state.files.insert(e.key.clone(), id);
+        self.state.entries.insert(e.key(), e.units.clone());
+        self.state.files.insert(e.key(), id);
     }
 
     /// A failed entry is still remembered, so the next run does not count it as removed; a
     /// kept previous version is recorded for the chown phase.
     fn record_failure(&mut self, e: &Entry, kept: Option<FileId>) {
-        self.state.entries.insert(e.key.clone(), e.units());
+        self.state.entries.insert(e.key(), e.units.clone());
         if let Some(id) = kept {
-            self.state.files.insert(e.key.clone(), id);
+            self.state.files.insert(e.key(), id);
         }
     }
 
@@ -520,9 +478,7 @@ impl<'a> NewGeneration<'a> {
     /// those cannot be given to it, it is removed instead. Returns what happened, for the
     /// failure message, and the kept file.
     fn keep_previous(&self, e: &Entry) -> (String, Option<FileId>) {
-        let Ok(mode) = parse_mode(e.mode) else {
-            return (String::new(), None);
-        };
+        let mode = e.mode;
         // Owners that do not exist yet get it in the chown phase, like a new file.
         let owner = match self.m.mode {
             Mode::System => Some(self.owner(e).unwrap_or((0, 0))),
@@ -533,7 +489,7 @@ impl<'a> NewGeneration<'a> {
             let Some(old) = &self.previous.dir else {
                 return (String::new(), None);
             };
-            let Ok((old_dir, name)) = old.sub_parent(Path::new(&e.in_generation), None) else {
+            let Ok((old_dir, name)) = old.sub_parent(Path::new(&e.in_generation()), None) else {
                 return (String::new(), None);
             };
             let Ok(Some((handle, st))) = fs::open_handle(&old_dir, &name) else {
@@ -574,7 +530,7 @@ impl<'a> NewGeneration<'a> {
             .previous
             .state
             .as_ref()
-            .and_then(|s| s.files.get(&e.key));
+            .and_then(|s| s.files.get(&e.key()));
         let ours = rustix::fs::FileType::from_raw_mode(st.st_mode).is_file()
             && recorded == Some(&FileId::of(&st));
         if !ours {
@@ -642,36 +598,35 @@ fn swap(m: &Manifest, link: &SecretsDir, number: u64) -> Result<()> {
 
 /// Custom paths with `symlink = true` become links into secretsDir (after the swap, so they
 /// never dangle).
-fn link_custom_paths(m: &Manifest, failures: &mut Vec<String>) {
-    for e in entries(m) {
-        if !e.symlink || Manifest::is_default(e.path, &e.default_path) {
+fn link_custom_paths(entries: &[Entry], failures: &mut Vec<String>) {
+    for e in entries {
+        if !e.symlink || e.has_default_path() {
             continue;
         }
-        let result = Dir::open_parent(Path::new(e.path), Some(0o755))
+        let result = Dir::open_parent(Path::new(&e.path), Some(0o755))
             .and_then(|(dir, name)| fs::symlink_atomic(OsStr::new(&e.default_path), &dir, &name));
         if let Err(err) = result {
-            failures.push(format!("{}: {err:#}", e.what));
+            failures.push(format!("{}: {err:#}", e.what()));
         }
     }
 }
 
-fn entries(m: &Manifest) -> impl Iterator<Item = Entry<'_>> {
-    m.secrets
-        .iter()
-        .map(|s| Entry::secret(s, m))
-        .chain(m.templates.iter().map(|t| Entry::template(t, m)))
-}
-
 /// Gives every installed file its owner and group, now that users exist, then hands the
 /// units of changed secrets to systemd.
-fn chown(m: &Manifest, mount_dir: &Dir, opts: &Options, outcome: &mut Outcome) -> Result<()> {
+fn chown(
+    m: &Manifest,
+    entries: &[Entry],
+    mount_dir: &Dir,
+    opts: &Options,
+    outcome: &mut Outcome,
+) -> Result<()> {
     let generation = current_generation(m, mount_dir).context("finding the current generation")?;
     if m.mode == Mode::System {
         let owners = Owners::load().context("reading users and groups")?;
         chown_dirs(m, &owners, mount_dir, &generation)
             .context("giving the secret directories their group")?;
         let state = State::read(&generation).unwrap_or_default();
-        chown_entries(m, &owners, &generation, &state, outcome);
+        chown_entries(entries, &owners, &generation, &state, outcome);
     }
     restart_detection(m, opts, &generation, outcome).context("restarting changed units")
 }
@@ -705,24 +660,23 @@ fn chown_dirs(m: &Manifest, owners: &Owners, mount_dir: &Dir, generation: &Dir) 
 /// install phase recorded: users exist only now, seconds later, and whatever a user changed
 /// on the way meanwhile makes that entry fail instead of redirecting the chown.
 fn chown_entries(
-    m: &Manifest,
+    entries: &[Entry],
     owners: &Owners,
     generation: &Dir,
     state: &State,
     outcome: &mut Outcome,
 ) {
-    for e in entries(m) {
-        let Some(&expected) = state.files.get(&e.key) else {
+    for e in entries {
+        let Some(&expected) = state.files.get(&e.key()) else {
             continue; // failed to install; already reported
         };
         let result = (|| {
-            let ids = owners.resolve(e.owner, e.group)?;
-            let mode = parse_mode(e.mode).map_err(anyhow::Error::msg)?;
+            let ids = owners.resolve(&e.owner, &e.group)?;
             let (dir, name) = e.locate(generation, false)?;
-            fs::chown_if_same(&dir, &name, expected, ids, mode)
+            fs::chown_if_same(&dir, &name, expected, ids, e.mode)
         })();
         if let Err(err) = result {
-            outcome.failures.push(format!("{}: {err:#}", e.what));
+            outcome.failures.push(format!("{}: {err:#}", e.what()));
         }
     }
 }
