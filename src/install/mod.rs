@@ -28,7 +28,7 @@ use walk::Dir;
 
 /// Which part of the work to do. NixOS's activation runs `mount`, `install`, `chown` as
 /// separate steps around user creation; the systemd services run `all`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Everything in one run (the systemd services, home-manager).
     All,
