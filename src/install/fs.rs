@@ -29,6 +29,11 @@ const RAMFS_MAGIC: u64 = 0x8584_58f6;
 pub struct FileId {
     pub dev: u64,
     pub ino: u64,
+    /// The owner it was left with (the chown phase may find a uid changed by `users` since).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
 }
 
 impl FileId {
@@ -36,7 +41,19 @@ impl FileId {
         FileId {
             dev: st.st_dev,
             ino: st.st_ino,
+            uid: st.st_uid,
+            gid: st.st_gid,
         }
+    }
+
+    /// Whether `st` is this file: same device and inode (owners change, identity does not).
+    pub fn is(&self, st: &Stat) -> bool {
+        (self.dev, self.ino) == (st.st_dev, st.st_ino)
+    }
+
+    /// The file behind an open handle, as it is now.
+    pub fn of_handle(handle: &OwnedFd) -> io::Result<FileId> {
+        Ok(FileId::of(&rfs::fstat(handle)?))
     }
 }
 
@@ -259,7 +276,7 @@ pub fn chown_if_same(
             show(dir, name)
         );
     };
-    if !is_regular(&st) || FileId::of(&st) != expected {
+    if !is_regular(&st) || !expected.is(&st) {
         bail!(
             "{} is no longer the file the install phase wrote (it was replaced): not chowned",
             show(dir, name)
@@ -269,8 +286,9 @@ pub fn chown_if_same(
         return Ok(());
     }
     // Inode numbers are reused: a file a user made after deleting ours could get the same
-    // one, but it would be theirs, not the installer's.
-    if st.st_uid != rustix::process::geteuid().as_raw() {
+    // one, but it would be theirs, not the installer's nor have the owner it was left with.
+    let left_as = (expected.uid, expected.gid) == (st.st_uid, st.st_gid);
+    if st.st_uid != rustix::process::geteuid().as_raw() && !left_as {
         bail!(
             "{} is owned by uid {}, not by the installer: not chowned",
             show(dir, name),

@@ -447,9 +447,7 @@ impl<'a> NewGeneration<'a> {
         }
         let recorded = self.previous.state.as_ref()?.files.get(&e.key())?;
         let (handle, st) = fs::open_handle(dir, name).ok()??;
-        if FileId::of(&st) != *recorded
-            || !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file()
-        {
+        if !recorded.is(&st) || !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
             return None;
         }
         fs::reopen(&handle, rustix::fs::OFlags::RDONLY).ok()
@@ -511,7 +509,7 @@ impl<'a> NewGeneration<'a> {
             return match linked {
                 Ok(()) => (
                     format!(" (the previous version is kept, with mode {mode:04o}{new_ids})"),
-                    Some(FileId::of(&st)),
+                    FileId::of_handle(&handle).ok(),
                 ),
                 Err(err) => (
                     format!(" (the previous version could not be kept: {err:#})"),
@@ -532,7 +530,7 @@ impl<'a> NewGeneration<'a> {
             .as_ref()
             .and_then(|s| s.files.get(&e.key()));
         let ours = rustix::fs::FileType::from_raw_mode(st.st_mode).is_file()
-            && recorded == Some(&FileId::of(&st));
+            && recorded.is_some_and(|r| r.is(&st));
         if !ours {
             return (
                 format!(

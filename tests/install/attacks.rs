@@ -159,14 +159,24 @@ ns_test!(
 /// phases, by bind-mounting extended copies over /etc/passwd and /etc/group (this namespace
 /// only).
 fn create_late_user(env: &Env) {
+    set_late_user(env, 4321);
+}
+
+/// (Re)defines user and group `late` with `id` (the bind mounts stack; the newest is seen).
+fn set_late_user(env: &Env, id: u32) {
     for (file, line) in [
-        ("passwd", "late:x:4321:4321::/:/bin/false\n"),
-        ("group", "late:x:4321:\n"),
+        ("passwd", format!("late:x:{id}:{id}::/:/bin/false\n")),
+        ("group", format!("late:x:{id}:\n")),
     ] {
         let etc = Path::new("/etc").join(file);
-        let copy = env.root.join(file);
-        let mut text = fs::read_to_string(&etc).unwrap_or_default();
-        text.push_str(line);
+        let copy = env.root.join(format!("{file}.{id}"));
+        let text: String = fs::read_to_string(&etc)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with("late:"))
+            .map(|l| format!("{l}\n"))
+            .chain([line])
+            .collect();
         fs::write(&copy, text).unwrap();
         let status = Command::new("mount")
             .arg("--bind")
@@ -253,6 +263,22 @@ ns_test!(
         );
         assert_eq!(meta(&home.join("app/conf/target")).1, NOBODY);
         victim.assert_untouched();
+    }
+);
+
+ns_test!(
+    an_owner_whose_uid_changes_between_the_phases_still_gets_the_file,
+    |env| {
+        // `late` exists at install time (the file is created as 4321) and `users` renumbers it.
+        set_late_user(env, 4321);
+        let manifest = with_token(env, &env.root.join("etc/app/target"), false, "late");
+        let out = env.install_with(&manifest, &["--phase", "install"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(meta(&env.root.join("etc/app/target")), (0o444, 4321, 4321));
+        set_late_user(env, 4322);
+        let out = env.install_with(&manifest, &["--phase", "chown"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(meta(&env.root.join("etc/app/target")), (0o444, 4322, 4322));
     }
 );
 
