@@ -1,7 +1,9 @@
 //! `ragenix-install`: puts the secrets described by a JSON manifest (written by the NixOS or
 //! home-manager module) in place — ramfs mount, numbered generation, decryption, modes and
 //! owners, templates, atomic swap, pruning and restart detection. [`run`] reads as its phases.
-//! Nix evaluation and the `ragenix` CLI live elsewhere.
+//! Every directory is reached through [`walk`] and every file operation is relative to it
+//! ([`fs`]), so no user-owned directory on a path can redirect root. Nix evaluation and the
+//! `ragenix` CLI live elsewhere.
 
 pub mod decrypt;
 pub mod fs;
