@@ -343,14 +343,45 @@ ns_test!(root_owned_symlinks_like_var_run_are_followed, |env| {
     manifest["secretsMountPoint"] = json!("/var/run/agenix.d");
     manifest["secrets"][0]["path"] = json!("/var/run/alias/app/a.conf");
     manifest["secrets"][0]["symlink"] = json!(false);
+    // A relative link climbing with `..` is followed the same way.
+    symlink("../run/real", "/run/up").unwrap();
+    let mut b = manifest["secrets"][0].clone();
+    b["name"] = json!("b");
+    b["path"] = json!("/run/up/app/b.conf");
+    manifest["secrets"].as_array_mut().unwrap().push(b);
     env.install(&manifest);
     assert_eq!(fs::read("/run/real/app/a.conf").unwrap(), b"alpha");
+    assert_eq!(fs::read("/run/real/app/b.conf").unwrap(), b"alpha");
     assert_eq!(mounts_at("/run/agenix.d", "ramfs"), 1);
     assert!(fs::symlink_metadata("/run/agenix")
         .unwrap()
         .file_type()
         .is_symlink());
 });
+
+ns_test!(
+    a_symlink_owned_by_a_user_is_refused_even_in_a_root_directory,
+    |env| {
+        private_run();
+        fs::create_dir("/run/real").unwrap();
+        symlink("/run/real", "/run/theirs").unwrap();
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            "/run/theirs",
+            Some(rustix::fs::Uid::from_raw(NOBODY)),
+            None,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        let manifest = with_token(env, Path::new("/run/theirs/token"), false, "0");
+        let out = env.install_with(&manifest, &[]);
+        assert_only_token_failed(
+            &out,
+            "`/run/theirs` is a symlink that is owned by uid 65534: refusing to follow it",
+        );
+        assert_eq!(fs::read_dir("/run/real").unwrap().count(), 0);
+    }
+);
 
 ns_test!(
     three_spellings_of_the_mount_point_give_exactly_one_ramfs,
