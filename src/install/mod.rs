@@ -625,7 +625,13 @@ fn chown(
         let owners = Owners::load().context("reading users and groups")?;
         chown_dirs(m, &owners, mount_dir, &generation)
             .context("giving the secret directories their group")?;
-        let state = State::read(&generation).unwrap_or_default();
+        let state = State::read(&generation).with_context(|| {
+            format!(
+                "{} has no readable {}: without it the installed files cannot be told from others (run the install phase again)",
+                generation.path().display(),
+                restart::STATE_FILE
+            )
+        })?;
         chown_entries(entries, &owners, &generation, &state, outcome);
     }
     restart_detection(m, opts, &generation, outcome).context("restarting changed units")
@@ -668,7 +674,23 @@ fn chown_entries(
 ) {
     for e in entries {
         let Some(&expected) = state.files.get(&e.key()) else {
-            continue; // failed to install; already reported
+            // Failed to install: already reported by that phase.
+            if state.entries.contains_key(&e.key()) {
+                continue;
+            }
+            // Unknown to the install phase: whatever is there is not ours.
+            let found = e
+                .locate(generation, false)
+                .ok()
+                .and_then(|(dir, name)| fs::stat_at(&dir, &name).ok().flatten());
+            if found.is_some() {
+                outcome.failures.push(format!(
+                    "{}: {} was not written by the install phase: not chowned",
+                    e.what(),
+                    e.path
+                ));
+            }
+            continue;
         };
         let result = (|| {
             let ids = owners.resolve(&e.owner, &e.group)?;

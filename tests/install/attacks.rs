@@ -531,3 +531,24 @@ fn check_rejects_each_unsafe_declaration_naming_the_option() {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
 }
+
+ns_test!(
+    the_chown_phase_leaves_alone_files_the_install_phase_did_not_write,
+    |env| {
+        // An entry the install phase never saw (another manifest) points at an existing file.
+        let stranger = env.root.join("etc/stranger");
+        fs::create_dir_all(stranger.parent().unwrap()).unwrap();
+        fs::write(&stranger, b"not a secret").unwrap();
+        fs::set_permissions(&stranger, fs::Permissions::from_mode(0o600)).unwrap();
+        let good = env.encrypt("good", b"good");
+        env.install_with(
+            &env.manifest(json!([env.secret("good", &good)])),
+            &["--phase", "install"],
+        );
+        let mut token = with_token(env, &stranger, false, "4321");
+        token["secrets"][0] = env.secret("good", &good);
+        let out = env.install_with(&token, &["--phase", "chown"]);
+        assert_only_token_failed(&out, "was not written by the install phase: not chowned");
+        assert_eq!(meta(&stranger), (0o600, 0, 0));
+    }
+);
