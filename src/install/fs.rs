@@ -413,6 +413,7 @@ pub fn prune(mount: &Dir, current: u64, keep: u32) -> Result<Vec<u64>> {
 pub fn is_ramfs_mount(dir: &Dir) -> Result<bool> {
     let fs = rfs::fstatfs(dir.fd())
         .with_context(|| format!("cannot statfs {}", dir.path().display()))?;
+    // `f_type`'s integer type differs between architectures.
     #[allow(clippy::unnecessary_cast)]
     if fs.f_type as u64 != RAMFS_MAGIC {
         return Ok(false);
