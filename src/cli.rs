@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser};
 
 use crate::error::{self, UserError};
-use crate::keys::{self, Identities, TerminalPrompt};
+use crate::keys::{self, Identities};
+use crate::prompt::TerminalPrompt;
 use crate::rules::{self, LoadOptions, Rules, Secret};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
