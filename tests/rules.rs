@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use ragenix::rules;
 
-use crate::util::{corpus_dir, require_program};
+use crate::util::{copy_as_repository, corpus_dir, require_program};
 
 fn cases(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -37,7 +37,9 @@ fn check_open_cases(folder: &str) -> (usize, Vec<String>) {
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "secrets.nix".to_owned());
         let expected = read_json(&case.join("expected.json"));
-        match rules::evaluate_own(&case.join(&entry)) {
+        // The case folder plays the repository, so confinement is what a user would get.
+        let repo = copy_as_repository(case);
+        match rules::evaluate_own(&repo.path().join(&entry)) {
             Ok(got) if got.json == expected => {}
             Ok(got) => failures.push(format!(
                 "{}: got {}\nexpected {}",
@@ -87,7 +89,8 @@ fn corpus_error_cases_fail_at_the_position_nix_names() {
             .expect("expected-error.txt has an at: line");
         let (file, rest) = at.split_once(':').unwrap();
         let line = rest.split(':').next().unwrap();
-        match rules::evaluate_own(&case.join(file)) {
+        let repo = copy_as_repository(&case);
+        match rules::evaluate_own(&repo.path().join(file)) {
             Ok(v) => failures.push(format!("{}: evaluated to {v:?}", case.display())),
             Err(e) => {
                 let msg = e.to_string();
@@ -299,7 +302,14 @@ fn unsupported_constructs_fall_back_to_nix_instantiate() {
     if !require_program(test, "nix-instantiate") {
         return;
     }
-    let json = rules::evaluate(&file, &rules::LoadOptions { verbose: true }).unwrap();
+    let json = rules::evaluate(
+        &file,
+        &rules::LoadOptions {
+            verbose: true,
+            impure: false,
+        },
+    )
+    .unwrap();
     assert_eq!(
         json["a.age"]["publicKeys"][0],
         "8ce4b16b22b58894aa86c421e8759df3"
@@ -313,9 +323,15 @@ fn ordinary_errors_never_fall_back() {
         dir.path(),
         "{ \"a.age\".publicKeys = [ (throw \"no key\") ]; }",
     );
-    let msg = rules::evaluate(&file, &rules::LoadOptions { verbose: true })
-        .unwrap_err()
-        .to_string();
+    let msg = rules::evaluate(
+        &file,
+        &rules::LoadOptions {
+            verbose: true,
+            impure: false,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         msg.starts_with(&format!("{}:1:27: error: no key", file.display())),
         "{msg}"

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use super::builtins;
 use super::diag::{EvalError, Pos, Sources};
 use super::lower::{canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Param, Part};
+use super::sandbox::{Denied, Sandbox};
 use super::value::{
     format_float_json, format_float_to_string, Attr, Attrs, EnvData, EnvId, PrimApp, Strict,
     ThunkId, ThunkState, Value,
@@ -42,10 +43,12 @@ pub(crate) struct Evaluator {
     globals: FxHashMap<Rc<str>, u32>,
     /// Store paths already computed, by source path.
     store_paths: HashMap<PathBuf, String>,
+    /// What may be read; every file and environment access goes through it.
+    pub sandbox: Sandbox,
 }
 
 impl Evaluator {
-    pub fn new(root_shown: &str) -> Self {
+    pub fn new(root_shown: &str, sandbox: Sandbox) -> Self {
         let mut ev = Evaluator {
             sources: Sources::default(),
             thunks: Vec::new(),
@@ -57,6 +60,7 @@ impl Evaluator {
             root_shown: root_shown.to_owned(),
             globals: FxHashMap::default(),
             store_paths: HashMap::new(),
+            sandbox,
         };
         let (names, slots) = builtins::globals(&mut ev);
         ev.globals = names;
@@ -673,16 +677,10 @@ impl Evaluator {
         if let Some(s) = self.store_paths.get(path) {
             return Ok(s.clone());
         }
-        let s = super::store::store_path(path).map_err(|e| {
-            let reason = match e.kind() {
-                std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
-                _ => e.to_string(),
-            };
-            EvalError::eval(
-                format!("getting status of '{}': {reason}", path.display()),
-                pos,
-            )
-        })?;
+        let s = self
+            .sandbox
+            .store_path(path)
+            .map_err(|e| self.denied(e, "getting status of", "access to path", path, pos))?;
         self.store_paths.insert(path.to_path_buf(), s.clone());
         Ok(s)
     }
@@ -916,22 +914,19 @@ impl Evaluator {
     /// The (lazy) value of a file; each file is read, parsed and evaluated at most once.
     pub fn import(&mut self, path: &Path, pos: Option<Pos>) -> Result<ThunkId, EvalError> {
         let mut file = canon_path(&path.to_string_lossy());
-        if file.is_dir() {
+        let deny =
+            |ev: &Self, e, file: &Path| ev.denied(e, "getting status of", "importing", file, pos);
+        if self
+            .sandbox
+            .is_dir(&file)
+            .map_err(|e| deny(self, e, &file))?
+        {
             file.push("default.nix");
         }
         if let Some(t) = self.files.get(&file) {
             return Ok(*t);
         }
-        let text = std::fs::read(&file).map_err(|e| {
-            let reason = match e.kind() {
-                std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
-                _ => e.to_string(),
-            };
-            EvalError::eval(
-                format!("getting status of '{}': {reason}", file.display()),
-                pos,
-            )
-        })?;
+        let text = self.sandbox.read(&file).map_err(|e| deny(self, e, &file))?;
         let text = String::from_utf8_lossy(&text).into_owned();
         let shown = match pos {
             Some(p) => shown_relative(
@@ -944,6 +939,31 @@ impl Evaluator {
         let t = self.load_source(shown, file.clone(), Rc::from(text))?;
         self.files.insert(file, t);
         Ok(t)
+    }
+
+    /// The located error for a file access the sandbox refused: Nix's message for an I/O
+    /// error (`{io_what} '{path}': {reason}`), ours for a path outside the rules root.
+    pub fn denied(
+        &self,
+        e: Denied,
+        io_what: &str,
+        outside_what: &str,
+        path: &Path,
+        pos: Option<Pos>,
+    ) -> EvalError {
+        match e {
+            Denied::Outside => {
+                EvalError::eval(self.sandbox.outside_message(outside_what, path), pos)
+            }
+            Denied::Io(e) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
+                    std::io::ErrorKind::PermissionDenied => "Permission denied".to_owned(),
+                    _ => e.to_string(),
+                };
+                EvalError::eval(format!("{io_what} '{}': {reason}", path.display()), pos)
+            }
+        }
     }
 
     /// Parses and lowers a file; returns a thunk of its value.

@@ -9,11 +9,13 @@ mod diag;
 mod eval;
 mod lower;
 mod nix_fallback;
+mod sandbox;
 mod store;
 mod syntax;
 mod value;
 
 pub use eval::Locations;
+pub use sandbox::{impure_from_env, Sandbox, IMPURE_ENV};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,8 +56,10 @@ pub struct Rules {
 /// Options for reading a rules file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// Say on stderr when we fall back to `nix-instantiate`.
+    /// Say more on stderr about a fallback to `nix-instantiate`.
     pub verbose: bool,
+    /// Lift confinement: read anywhere, see the environment, let `nix-instantiate` fetch.
+    pub impure: bool,
 }
 
 /// A rules file that cannot be used. `Display` is the full message a user should see
@@ -131,38 +135,62 @@ fn evaluate_then<T: Send + 'static>(
     own: fn(&Path, Strict, Locations) -> Result<T, RulesError>,
     fallback: impl FnOnce(Json) -> Result<T, RulesError>,
 ) -> Result<T, RulesError> {
+    let (abs, sandbox) = locate(file, opts.impure).map_err(|f| RulesError::new(f.message))?;
     let owned = file.to_path_buf();
-    let outcome = run_on_big_stack(move || own_evaluation(&owned, |s, l| own(&owned, s, l)));
+    let for_eval = sandbox.clone();
+    let outcome =
+        run_on_big_stack(move || own_evaluation(&owned, abs, for_eval, |s, l| own(&owned, s, l)));
     match outcome {
         Ok(result) => result,
-        Err(failure) if failure.unsupported && nix_fallback::available() => {
-            if opts.verbose {
-                eprintln!("ragenix: {}", failure.message);
-                eprintln!(
-                    "ragenix: falling back to nix-instantiate for {}",
-                    file.display()
-                );
-            }
-            fallback(nix_fallback::evaluate(file, opts)?)
-        }
+        Err(failure) if failure.unsupported && nix_fallback::available() => fallback(
+            nix_fallback::evaluate(file, &sandbox, &failure.message, opts)?,
+        ),
         Err(failure) => Err(RulesError::new(failure.message)),
     }
 }
 
-/// Evaluates a rules file with our evaluator only, never falling back to `nix-instantiate`.
+/// The rules file's absolute path (as path values are built from it) and the policy its
+/// evaluation runs under, decided once here.
+fn locate(file: &Path, impure: bool) -> Result<(PathBuf, Sandbox), Failure> {
+    let shown = file.display();
+    let fail = |message: String| Failure {
+        unsupported: false,
+        message,
+    };
+    let abs = std::env::current_dir()
+        .map(|d| lower::canon_path(&d.join(file).to_string_lossy()))
+        .map_err(|e| {
+            fail(format!(
+                "{shown}: cannot resolve the current directory: {e}"
+            ))
+        })?;
+    let sandbox = if impure {
+        Sandbox::impure()
+    } else {
+        Sandbox::confined_to_rules_of(&abs)
+            .map_err(|e| fail(format!("{shown}: cannot find the rules root: {e}")))?
+    };
+    Ok((abs, sandbox))
+}
+
+/// Evaluates a rules file with our evaluator only, confined to its rules root, never falling
+/// back to `nix-instantiate`.
 pub fn evaluate_own(file: &Path) -> Result<Evaluated, RulesError> {
+    let (abs, sandbox) = locate(file, false).map_err(|f| RulesError::new(f.message))?;
     let owned = file.to_path_buf();
-    run_on_big_stack(move || own_evaluation(&owned, |s, l| Evaluated::new(&s, l)))
+    run_on_big_stack(move || own_evaluation(&owned, abs, sandbox, |s, l| Evaluated::new(&s, l)))
         .map_err(|f| RulesError::new(f.message))
 }
 
 /// Parses and evaluates Nix source text as if it were a file in `dir`, with our evaluator only
-/// (no fallback). The entry point for fuzzing; never panics on any input.
+/// (no fallback), confined to `dir`. The entry point for fuzzing; never panics on any input.
 pub fn evaluate_source(text: &str, dir: &Path) -> Result<Json, RulesError> {
     let path = lower::canon_path(&dir.join("input.nix").to_string_lossy());
+    let sandbox = Sandbox::confined_to(dir)
+        .map_err(|e| RulesError::new(format!("{}: {e}", dir.display())))?;
     let text = text.to_owned();
     run_on_big_stack(move || {
-        let mut ev = eval::Evaluator::new("input.nix");
+        let mut ev = eval::Evaluator::new("input.nix", sandbox);
         let result = ev
             .load_source("input.nix".to_owned(), path, std::rc::Rc::from(text))
             .and_then(|t| finish(&mut ev, t));
@@ -189,21 +217,19 @@ struct Failure {
     message: String,
 }
 
-fn own_evaluation<T>(file: &Path, then: impl FnOnce(Strict, Locations) -> T) -> Result<T, Failure> {
+fn own_evaluation<T>(
+    file: &Path,
+    abs: PathBuf,
+    sandbox: Sandbox,
+    then: impl FnOnce(Strict, Locations) -> T,
+) -> Result<T, Failure> {
     let shown = file.display().to_string();
-    let fail = |message: String| Failure {
+    // The rules file itself is read as named: the user chose it.
+    let text = std::fs::read_to_string(file).map_err(|e| Failure {
         unsupported: false,
-        message,
-    };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| fail(format!("{shown}: cannot read the rules file: {e}")))?;
-    let abs = std::env::current_dir().map(|d| d.join(file)).map_err(|e| {
-        fail(format!(
-            "{shown}: cannot resolve the current directory: {e}"
-        ))
+        message: format!("{shown}: cannot read the rules file: {e}"),
     })?;
-    let abs = lower::canon_path(&abs.to_string_lossy());
-    let mut ev = eval::Evaluator::new(&shown);
+    let mut ev = eval::Evaluator::new(&shown, sandbox);
     let (strict, locations) = ev
         .load_source(shown.clone(), abs, std::rc::Rc::from(text))
         .and_then(|t| finish(&mut ev, t))

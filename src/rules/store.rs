@@ -9,15 +9,12 @@ use sha2::{Digest, Sha256};
 const STORE_DIR: &str = "/nix/store";
 const BASE32: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
 
-/// The store path of `path` copied with `builtins.path`'s defaults (recursive, sha256).
-pub(crate) fn store_path(path: &Path) -> std::io::Result<String> {
+/// The store path of `path` copied with `builtins.path`'s defaults (recursive, sha256) under
+/// `name` (the base name of the path as the user wrote it, which a symlink may not share).
+pub(crate) fn store_path(path: &Path, name: &str) -> std::io::Result<String> {
     let mut nar = Sha256::new();
     put_str(&mut nar, b"nix-archive-1");
     serialise(&mut nar, path)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let fingerprint = format!("source:sha256:{}:{STORE_DIR}:{name}", hex(&nar.finalize()));
     let digest = Sha256::digest(fingerprint.as_bytes());
     let mut compressed = [0u8; 20];
@@ -108,7 +105,7 @@ mod tests {
         let file = dir.path().join("foo");
         std::fs::write(&file, "hi\n").unwrap();
         assert_eq!(
-            store_path(&file).unwrap(),
+            store_path(&file, "foo").unwrap(),
             "/nix/store/6mlv4zpsh5r2q4nb94lpkma95g744zvi-foo"
         );
     }
