@@ -343,7 +343,8 @@ impl Evaluator {
             }
             Expr::Not(e, pos) => Ok(Value::Bool(!self.eval_bool(e, env, *pos)?)),
             Expr::Neg(e, pos) => match self.eval(e, env)? {
-                Value::Int(i) => Ok(Value::Int(0i64.wrapping_sub(i))),
+                // Nix parses `-x` as `__sub 0 x`, so overflow is reported as a subtraction.
+                Value::Int(i) => checked_int(BinOp::Sub, 0, i, *pos),
                 Value::Float(f) => Ok(Value::Float(-f)),
                 other => Err(type_error(&other, "an integer", *pos)),
             },
@@ -757,7 +758,7 @@ impl Evaluator {
                 (Attrs(_), other) | (other, _) => return Err(type_error(&other, "a set", pos)),
             },
             BinOp::Add => match (a, b) {
-                (Int(x), Int(y)) => Int(x.wrapping_add(y)),
+                (Int(x), Int(y)) => checked_int(op, x, y, pos)?,
                 (Int(x), Float(y)) => Float(x as f64 + y),
                 (Float(x), Int(y)) => Float(x + y as f64),
                 (Float(x), Float(y)) => Float(x + y),
@@ -790,11 +791,7 @@ impl Evaluator {
                     return Err(EvalError::eval("division by zero", Some(pos)));
                 }
                 match (x, y) {
-                    (Int(x), Int(y)) => Int(match op {
-                        BinOp::Sub => x.wrapping_sub(y),
-                        BinOp::Mul => x.wrapping_mul(y),
-                        _ => x.wrapping_div(y),
-                    }),
+                    (Int(x), Int(y)) => checked_int(op, x, y, pos)?,
                     (x, y) => {
                         let (x, y) = (as_f64(&x), as_f64(&y));
                         Float(match op {
@@ -1088,6 +1085,23 @@ impl Evaluator {
     }
 }
 
+/// Integer `+ - * /` (divisor already known non-zero); overflow is an error, as in Nix since
+/// 2.24 (older Nix wrapped around silently, except for division).
+fn checked_int(op: BinOp, x: i64, y: i64, pos: Pos) -> Result<Value, EvalError> {
+    let (result, verb, sign) = match op {
+        BinOp::Add => (x.checked_add(y), "adding", '+'),
+        BinOp::Sub => (x.checked_sub(y), "subtracting", '-'),
+        BinOp::Mul => (x.checked_mul(y), "multiplying", '*'),
+        _ => (x.checked_div(y), "dividing", '/'),
+    };
+    result.map(Value::Int).ok_or_else(|| {
+        EvalError::eval(
+            format!("integer overflow in {verb} {x} {sign} {y}"),
+            Some(pos),
+        )
+    })
+}
+
 fn as_f64(v: &Value) -> f64 {
     match v {
         Value::Int(i) => *i as f64,
@@ -1379,11 +1393,59 @@ mod tests {
             json!([3, 3.5, 2, 3, 0.1, 0.333333, 1e20]),
         );
         check_eval(
-            "[ (-1) (- 2.5) (2 * 3) (9223372036854775807 + 1) ]",
+            "[ (-1) (- 2.5) (2 * 3) (-9223372036854775807 - 1) ]",
             json!([-1, -2.5, 6, i64::MIN]),
         );
         check_err("1 / 0", "division by zero");
         check_err("1 + \"a\"", "cannot add a string to an integer");
+    }
+
+    #[test]
+    fn integer_overflow_is_an_error_as_in_nix() {
+        let msg = check_err(
+            "{\n  x = 9223372036854775807 + 1;\n}",
+            "integer overflow in adding 9223372036854775807 + 1",
+        );
+        assert!(msg.starts_with("input.nix:2:7:"), "{msg}");
+        let min = "(-9223372036854775807 - 1)";
+        for (src, wanted) in [
+            (
+                format!("{min} - 1"),
+                "integer overflow in subtracting -9223372036854775808 - 1",
+            ),
+            (
+                format!("- {min}"),
+                "integer overflow in subtracting 0 - -9223372036854775808",
+            ),
+            (
+                "4611686018427387904 * 2".to_owned(),
+                "integer overflow in multiplying 4611686018427387904 * 2",
+            ),
+            (
+                format!("{min} / (-1)"),
+                "integer overflow in dividing -9223372036854775808 / -1",
+            ),
+            (
+                "builtins.add 9223372036854775807 1".to_owned(),
+                "integer overflow in adding",
+            ),
+            (
+                "builtins.mul 9223372036854775807 2".to_owned(),
+                "integer overflow in multiplying",
+            ),
+            (
+                "builtins.sub (-2) 9223372036854775807".to_owned(),
+                "integer overflow in subtracting",
+            ),
+            (
+                format!("builtins.div {min} (-1)"),
+                "integer overflow in dividing",
+            ),
+        ] {
+            check_err(&src, wanted);
+        }
+        // Floats do not overflow into errors.
+        check_eval("9223372036854775807 + 1.0 > 0", json!(true));
     }
 
     #[test]

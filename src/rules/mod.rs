@@ -317,6 +317,8 @@ impl Rules {
         };
         let shown = file.display();
         let dir = rules_dir(file)?;
+        let root = Sandbox::confined_to_rules_of(&dir.join("secrets.nix"))
+            .map_err(|e| RulesError::new(format!("{shown}: cannot find the rules root: {e}")))?;
         let Strict::Attrs(top) = value else {
             return Err(RulesError::new(format!(
                 "{shown}: the rules file must evaluate to an attribute set of secrets, not {}",
@@ -372,6 +374,13 @@ impl Rules {
                     )))
                 }
             };
+            let path = normalize(Path::new(&**name));
+            if let Some(why) = escapes(&root, &dir, &path) {
+                return Err(RulesError::new(format!(
+                    "{}: secret \"{name}\": {why}",
+                    at(i, rule, None)
+                )));
+            }
             let extra = attrs
                 .iter()
                 .filter(|(k, _)| &**k != "publicKeys" && &**k != "armor")
@@ -379,7 +388,7 @@ impl Rules {
                 .collect();
             secrets.push(Secret {
                 name: name.to_string(),
-                path: normalize(Path::new(&**name)),
+                path,
                 public_keys,
                 armor,
                 extra,
@@ -404,6 +413,32 @@ impl Rules {
         self.secrets
             .iter()
             .find(|s| self.dir.join(&s.path) == wanted)
+    }
+}
+
+/// Why a secret's file (`path`, normalised, relative to the rules directory `dir`) would not stay
+/// inside the rules root, if it would not: an absolute name, `..` past the root, or a symlink
+/// (in the repository, under the attacker's control) that leads out of it. Every action writes
+/// or reads the file by this path, so such a name is refused before any of them starts.
+fn escapes(root: &Sandbox, dir: &Path, path: &Path) -> Option<String> {
+    let (_, top) = root.roots()?;
+    let outside = || {
+        format!(
+            "the file name leads outside the rules root {} (the nearest directory above the \
+             rules file holding .git, .hg, .jj or .sl); name files inside it",
+            top.display()
+        )
+    };
+    if path.is_absolute() {
+        return Some(format!(
+            "the file name is absolute; names are relative to the rules file's directory and {}",
+            outside().replacen("the file name leads", "may not lead", 1)
+        ));
+    }
+    let abs = normalize(&dir.join(path));
+    match root.resolve(&abs) {
+        Err(sandbox::Denied::Outside) => Some(outside()),
+        Ok(_) | Err(sandbox::Denied::Io(_)) => None,
     }
 }
 
@@ -447,11 +482,14 @@ pub fn normalize(path: &Path) -> PathBuf {
     for comp in path.components() {
         match comp {
             Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
+            // `..` cancels a name, never a `..` before it, nor the root.
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
                 }
-            }
+                Some(Component::RootDir) => {}
+                _ => out.push(".."),
+            },
             other => out.push(other.as_os_str()),
         }
     }
@@ -568,5 +606,40 @@ mod tests {
     fn secret_paths_are_normalised() {
         let rules = load(json!({"./sub/../x.age": {"publicKeys": []}})).unwrap();
         assert_eq!(rules.secrets[0].path, PathBuf::from("x.age"));
+    }
+
+    #[test]
+    fn normalising_keeps_every_leading_parent_component() {
+        assert_eq!(
+            normalize(Path::new("../../a/./b/../c")),
+            PathBuf::from("../../a/c")
+        );
+        assert_eq!(normalize(Path::new("a/../../b")), PathBuf::from("../b"));
+        assert_eq!(normalize(Path::new("/../a")), PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn names_that_leave_the_rules_root_are_refused_naming_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("secrets")).unwrap();
+        std::fs::create_dir_all(dir.path().join("other")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("other"), repo.join("secrets/out")).unwrap();
+        let file = repo.join("secrets/secrets.nix");
+        for name in [
+            "../../other/prod.age",
+            "/etc/prod.age",
+            "out/prod.age",
+            "x/../../../y.age",
+        ] {
+            let err = Rules::from_json(&file, &json!({ name: {"publicKeys": []} })).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("secret \"{name}\": ")), "{msg}");
+            assert!(msg.contains("outside the rules root"), "{msg}");
+        }
+        // Inside the repository, above the rules file, is fine.
+        let rules = Rules::from_json(&file, &json!({"../top.age": {"publicKeys": []}})).unwrap();
+        assert_eq!(rules.secrets[0].path, PathBuf::from("../top.age"));
     }
 }
