@@ -211,8 +211,7 @@ impl Sandbox {
             .as_ref()
             .map_or_else(String::new, |r| r.lexical.display().to_string());
         format!(
-            "{what} '{}' is forbidden: it is outside the rules root {root} (the nearest directory \
-             above the rules file holding .git, .hg, .jj or .sl); pass --impure or set \
+            "{what} '{}' is forbidden outside the rules root {root}; pass --impure or set \
              {IMPURE_ENV}=1 to allow it",
             path.display()
         )
