@@ -70,6 +70,14 @@ pub(super) fn evaluate(
                     )));
                 }
             }
+            if version().is_none_or(|v| v < CONFINABLE) {
+                return Err(RulesError::new(format!(
+                    "{why}\nragenix: {shown}: the installed nix-instantiate is older than Nix \
+                     {}.{} and cannot be confined to the rules root; upgrade Nix, or pass \
+                     --impure to evaluate without confinement",
+                    CONFINABLE.0, CONFINABLE.1
+                )));
+            }
             eprintln!(
                 "ragenix: {reason}; evaluating {shown} with nix-instantiate, restricted to {} \
                  and without network",
@@ -92,10 +100,20 @@ pub(super) fn evaluate(
         .arg(file)
         .output()
         .map_err(|e| RulesError::new(format!("{shown}: cannot run nix-instantiate: {e}")))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A Nix that does not know one of the confining settings only warns and goes on without
+    // it; its result may have been obtained unconfined, so it is not used.
+    if sandbox.is_confined() && stderr.contains("unknown setting") {
+        return Err(RulesError::new(format!(
+            "{shown}: this nix-instantiate cannot be confined (it does not know a setting \
+             ragenix relies on): {}; use Nix 2.4 or later, or pass --impure",
+            stderr.trim()
+        )));
+    }
     if !output.status.success() {
         return Err(RulesError::new(format!(
             "{shown}: nix-instantiate failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            stderr.trim()
         )));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| {
@@ -107,9 +125,21 @@ pub(super) fn evaluate(
 
 /// Whether `nix-instantiate` can be run at all.
 pub(super) fn available() -> bool {
-    Command::new("nix-instantiate")
+    version().is_some()
+}
+
+/// The oldest Nix known to honour every setting in [`CONFINED`].
+const CONFINABLE: (u32, u32) = (2, 4);
+
+/// `nix-instantiate`'s version as (major, minor), from `nix-instantiate (Nix) 2.8.0`.
+fn version() -> Option<(u32, u32)> {
+    let out = Command::new("nix-instantiate")
         .arg("--version")
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let number = text.split_whitespace().last()?;
+    let mut parts = number.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
 }
