@@ -16,7 +16,7 @@ use base64::prelude::{Engine, BASE64_STANDARD_NO_PAD};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::generate::Generator;
+use crate::rules::Generator;
 use crate::rules::{normalize, Rules, Secret};
 
 /// Directories that hold version-control metadata, never secrets.

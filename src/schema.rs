@@ -1,11 +1,11 @@
 //! `--schema`: the JSON Schema (draft 2020-12) of an evaluated rules file, for editors and CI.
 //!
 //! It describes what [`crate::rules::Rules::from_json`] and
-//! [`crate::generate::Generator::from_json`] accept together; tests keep the three in step.
+//! [`crate::rules::Generator::from_json`] accept together; tests keep the three in step.
 
 use serde_json::{json, Value as Json};
 
-use crate::generate::MAX_LEN;
+use crate::rules::MAX_LEN;
 
 /// The JSON Schema of the rules format (the value `secrets.nix` evaluates to).
 pub fn rules_schema() -> Json {
@@ -82,7 +82,7 @@ pub fn rules_schema() -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::Generator;
+    use crate::rules::Generator;
     use crate::rules::Rules;
     use std::path::Path;
 

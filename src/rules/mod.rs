@@ -7,6 +7,7 @@
 mod builtins;
 mod diag;
 mod eval;
+mod generator;
 mod lower;
 mod nix_fallback;
 mod sandbox;
@@ -15,6 +16,7 @@ mod syntax;
 mod value;
 
 pub use eval::Locations;
+pub use generator::{Generator, GeneratorError, MAX_LEN};
 pub use sandbox::{impure_from_env, Sandbox, IMPURE_ENV};
 
 use std::collections::BTreeMap;
