@@ -10,6 +10,7 @@ mod eval;
 mod generator;
 mod lower;
 mod nix_fallback;
+mod recipient;
 mod sandbox;
 mod store;
 mod syntax;
@@ -17,6 +18,7 @@ mod value;
 
 pub use eval::Locations;
 pub use generator::{Generator, GeneratorError, MAX_LEN};
+pub use recipient::Recipient;
 pub use sandbox::{impure_from_env, Sandbox, IMPURE_ENV};
 
 use std::collections::BTreeMap;
