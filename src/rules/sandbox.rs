@@ -15,7 +15,7 @@ const VCS_MARKERS: &[&str] = &[".git", ".hg", ".jj", ".sl"];
 const MAX_SYMLINKS: u32 = 40;
 
 /// The environment variable that lifts confinement like `--impure` does.
-pub const IMPURE_ENV: &str = "RAGENIX_IMPURE";
+pub(crate) const IMPURE_ENV: &str = "RAGENIX_IMPURE";
 
 /// The read policy of one evaluation.
 #[derive(Debug, Clone)]
@@ -225,11 +225,6 @@ impl Root {
             .or_else(|_| path.strip_prefix(&self.real))
             .ok()
     }
-}
-
-/// Whether `RAGENIX_IMPURE` asks for impure evaluation.
-pub fn impure_from_env() -> bool {
-    std::env::var(IMPURE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 #[cfg(test)]
