@@ -3,8 +3,13 @@
 //! the environment. It owns finding the rules root and resolving paths beneath it; it does not
 //! own error rendering (the evaluator locates the errors it returns).
 
-use std::io;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use super::lower::canon_path;
 
@@ -30,6 +35,8 @@ pub struct Sandbox {
 struct Root {
     lexical: PathBuf,
     real: PathBuf,
+    /// The root directory, opened once: files are opened beneath it.
+    fd: Arc<OwnedFd>,
 }
 
 /// Why a path could not be used.
@@ -68,8 +75,17 @@ impl Sandbox {
     pub fn confined_to(dir: &Path) -> io::Result<Sandbox> {
         let lexical = canon_path(&dir.to_string_lossy());
         let real = lexical.canonicalize()?;
+        let fd = rustix::fs::open(
+            &real,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Sandbox {
-            root: Some(Root { lexical, real }),
+            root: Some(Root {
+                lexical,
+                real,
+                fd: Arc::new(fd),
+            }),
         })
     }
 
@@ -144,23 +160,71 @@ impl Sandbox {
         Ok(cur)
     }
 
+    /// Opens what [`Self::resolve`] returned. Confined, the open is relative to the root and
+    /// refuses every symlink, so one planted between the check and the open (the resolved
+    /// path has none) cannot redirect it.
+    fn open(&self, path: &Path, flags: OFlags) -> Result<OwnedFd, Denied> {
+        self.open_resolved(&self.resolve(path)?, flags)
+    }
+
+    fn open_resolved(&self, real: &Path, flags: OFlags) -> Result<OwnedFd, Denied> {
+        let flags = flags | OFlags::RDONLY | OFlags::CLOEXEC;
+        let Some(root) = &self.root else {
+            return Ok(rustix::fs::open(real, flags, Mode::empty()).map_err(io::Error::from)?);
+        };
+        let rel = real.strip_prefix(&root.real).unwrap_or(Path::new(""));
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(&*root.fd, rel, flags, Mode::empty(), how) {
+            Ok(fd) => Ok(fd),
+            // A symlink appeared, or the path left the root, after the check.
+            Err(Errno::LOOP | Errno::XDEV) => Err(Denied::Outside),
+            // Kernels before 5.6: the check above stands, and the last component at least
+            // must not be a symlink.
+            Err(Errno::NOSYS) => {
+                Ok(
+                    rustix::fs::open(real, flags | OFlags::NOFOLLOW, Mode::empty())
+                        .map_err(io::Error::from)?,
+                )
+            }
+            Err(e) => Err(Denied::Io(e.into())),
+        }
+    }
+
     /// The contents of a file.
     pub(crate) fn read(&self, path: &Path) -> Result<Vec<u8>, Denied> {
-        Ok(std::fs::read(self.resolve(path)?)?)
+        let mut bytes = Vec::new();
+        std::fs::File::from(self.open(path, OFlags::empty())?).read_to_end(&mut bytes)?;
+        Ok(bytes)
     }
 
     /// A directory's entries: name and kind as Nix's `readDir` names them.
     pub(crate) fn read_dir(&self, path: &Path) -> Result<Vec<(String, &'static str)>, Denied> {
+        let fd = self.open(path, OFlags::DIRECTORY)?;
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(self.resolve(path)?)? {
-            let entry = entry?;
+        for entry in rustix::fs::Dir::read_from(&fd).map_err(io::Error::from)? {
+            let entry = entry.map_err(io::Error::from)?;
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
             let kind = match entry.file_type() {
-                Ok(t) if t.is_dir() => "directory",
-                Ok(t) if t.is_symlink() => "symlink",
-                Ok(t) if t.is_file() => "regular",
+                FileType::Unknown => rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode))
+                    .unwrap_or(FileType::Unknown),
+                known => known,
+            };
+            let kind = match kind {
+                FileType::Directory => "directory",
+                FileType::Symlink => "symlink",
+                FileType::RegularFile => "regular",
                 _ => "unknown",
             };
-            out.push((entry.file_name().to_string_lossy().into_owned(), kind));
+            out.push((name.to_string_lossy().into_owned(), kind));
         }
         Ok(out)
     }
@@ -297,6 +361,21 @@ mod tests {
             sandbox.resolve(&base.join("repo/secrets/inside")).unwrap(),
             base.join("repo/keys.nix")
         );
+    }
+
+    #[test]
+    fn a_symlink_planted_after_the_check_is_not_followed() {
+        let (_d, base, sandbox) = setup();
+        std::fs::create_dir(base.join("repo/d")).unwrap();
+        std::fs::write(base.join("repo/d/secret"), "inside").unwrap();
+        std::fs::write(base.join("secret"), "outside").unwrap();
+        let real = sandbox.resolve(&base.join("repo/d/secret")).unwrap();
+        std::fs::remove_dir_all(base.join("repo/d")).unwrap();
+        symlink(&base, base.join("repo/d")).unwrap();
+        assert!(matches!(
+            sandbox.open_resolved(&real, OFlags::empty()),
+            Err(Denied::Outside)
+        ));
     }
 
     #[test]
