@@ -14,6 +14,10 @@ use super::{LoadOptions, RulesError, Sandbox};
 /// network: `restrict-eval` also empties `getEnv` and refuses `fetch*` of any URI not listed
 /// in `allowed-uris` (none is), and with no import from derivation, `--readonly-mode` and no
 /// substituters nothing is built or downloaded.
+///
+/// Not `pure-eval`: Nix 2.8 then refuses to read the rules file itself ("access to absolute
+/// path … is forbidden in pure eval mode"), and `restrict-eval` already gives its guarantees
+/// for a plain file (no environment, no paths outside the allowed ones, no unlisted URIs).
 const CONFINED: &[&str] = &[
     "--readonly-mode",
     "--option",

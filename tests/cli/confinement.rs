@@ -362,6 +362,10 @@ fn names_escaping_the_repository_are_refused_for_every_action() {
             ("generator = \"hex:8\";", vec!["--generate", "--force"]),
             ("", vec!["--check"]),
             ("", vec!["-i", "key.txt", "-r", "--stale"]),
+            (
+                "",
+                vec!["-i", "key.txt", "--editor", "-", "-e", "repo/new.age"],
+            ),
         ] {
             escaping_rules(&p, name, extra);
             let out = p
