@@ -36,7 +36,8 @@ use value::Strict;
 pub struct Secret {
     /// The attribute name as written in the rules file (e.g. `"secrets/db.age"`).
     pub name: String,
-    /// The secret file, relative to the rules file's directory, lexically normalised.
+    /// The secret file, relative to the rules file's directory, lexically normalised; it never
+    /// leads outside the rules root (validation refuses such a rule).
     pub path: PathBuf,
     /// Recipients, flattened, trimmed of surrounding whitespace, de-duplicated, in order.
     pub public_keys: Vec<String>,

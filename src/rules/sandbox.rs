@@ -317,6 +317,28 @@ mod tests {
     }
 
     #[test]
+    fn a_git_worktree_file_and_other_vcs_markers_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        for (marker, is_file) in [
+            (".git", true),
+            (".hg", false),
+            (".jj", false),
+            (".sl", false),
+        ] {
+            let repo = base.join(format!("r{}", &marker[1..]));
+            std::fs::create_dir_all(repo.join("a/b")).unwrap();
+            if is_file {
+                std::fs::write(repo.join(marker), "gitdir: /elsewhere\n").unwrap();
+            } else {
+                std::fs::create_dir(repo.join(marker)).unwrap();
+            }
+            let sandbox = Sandbox::confined_to_rules_of(&repo.join("a/b/secrets.nix")).unwrap();
+            assert_eq!(sandbox.roots().unwrap().1, repo, "{marker}");
+        }
+    }
+
+    #[test]
     fn without_a_marker_the_root_is_the_rules_files_directory() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().canonicalize().unwrap();
