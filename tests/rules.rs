@@ -338,3 +338,32 @@ fn ordinary_errors_never_fall_back() {
     );
     assert!(!msg.contains("nix-instantiate"), "{msg}");
 }
+
+#[test]
+fn store_paths_of_trees_links_and_the_root_match_real_nix() {
+    let test = "store_paths_of_trees_links_and_the_root_match_real_nix";
+    if !require_program(test, "nix-instantiate") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::write(root.join("sub/a"), "a\n").unwrap();
+    std::fs::write(root.join("sub/deeper/run"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.join("sub/deeper/run"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("a", root.join("sub/link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/outside", root.join("sub/dangling")).unwrap();
+    let file = write_rules(
+        root,
+        "[ ./sub ./sub/link \"${./sub/deeper}\" ./. (builtins.toString ./.) ]",
+    );
+    let theirs = nix_instantiate(&file).expect("real Nix evaluates it");
+    let ours = rules::evaluate_own(&file).unwrap();
+    assert_eq!(ours, theirs);
+}

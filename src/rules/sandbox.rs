@@ -248,15 +248,25 @@ impl Sandbox {
         }
     }
 
-    /// The store path Nix would copy `path` to. Inside a copied directory symlinks are hashed
-    /// as links, never followed, so nothing outside the root is read.
+    /// The store path Nix would copy `path` to. Its directory is resolved like any other
+    /// path; the entry itself, and everything beneath it, is read without following symlinks
+    /// (a symlink is stored as a link, as Nix does), so nothing outside the root is read.
     pub(crate) fn store_path(&self, path: &Path) -> Result<String, Denied> {
-        let real = self.resolve(path)?;
+        // The root's own parent is outside it, so the root is read as its own `.`.
+        let is_root = self
+            .root
+            .as_ref()
+            .is_some_and(|r| path == r.lexical || path == r.real);
+        let (dir, entry) = match (path.parent(), path.file_name()) {
+            (Some(dir), Some(entry)) if !is_root => (dir, entry),
+            _ => (path, std::ffi::OsStr::new(".")),
+        };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Ok(super::store::store_path(&real, &name)?)
+        let fd = self.open(dir, OFlags::DIRECTORY)?;
+        Ok(super::store::store_path(&fd, entry, &name)?)
     }
 
     /// `builtins.getEnv`: empty when confined, as in Nix's pure evaluation.
