@@ -416,3 +416,35 @@ fn integer_overflow_is_an_evaluation_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_nix_fallback_is_refused_when_the_root_cannot_be_expressed_to_nix() {
+    let test = "the_nix_fallback_is_refused_when_the_root_cannot_be_expressed_to_nix";
+    if !require_program(test, "nix-instantiate") {
+        return;
+    }
+    // `-I a=b` would mean "search path entry `a` is `b`", not "allow `a=b`".
+    let base = tempfile::tempdir().unwrap();
+    let repo = base.path().join("odd=name");
+    fs::create_dir_all(repo.join(".git")).unwrap();
+    fs::write(
+        repo.join("secrets.nix"),
+        "{\n  \"a.age\".publicKeys = [ builtins.currentSystem ];\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .current_dir(&repo)
+        .env_remove("RULES")
+        .env_remove("RAGENIX_IMPURE")
+        .arg("--dump-rules")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("secrets.nix:2:")
+            && stderr.contains("cannot hand this file to nix-instantiate confined")
+            && stderr.contains("--impure"),
+        "{stderr}"
+    );
+}
