@@ -17,6 +17,11 @@ pub fn rules_schema() -> Json {
         "title": "ragenix rules",
         "description": "What secrets.nix evaluates to: for each secret file (relative to the rules file's directory), who may decrypt it and how it is written.",
         "type": "object",
+        "propertyNames": {
+            "description": "The secret's file, relative to the rules file's directory; it must stay inside the repository holding the rules file (neither empty, nor the directory itself, nor absolute, nor leading out through .. or a symlink, which a schema cannot see).",
+            "minLength": 1,
+            "not": { "pattern": "^(/|(\\./)*\\.?/*$)" }
+        },
         "additionalProperties": { "$ref": "#/$defs/secret" },
         "$defs": {
             "secret": {
@@ -155,6 +160,10 @@ mod tests {
             json!({"a.age": {"publicKeys": [], "generator": {"script": "x", "interpreter": "  "}}}),
             json!({"a.age": {"publicKeys": [], "generator": {"scirpt": "x"}}}),
             json!({"a.age": {"publicKeys": [], "generator": {}}}),
+            json!({"/etc/a.age": {"publicKeys": []}}),
+            json!({"": {"publicKeys": []}}),
+            json!({".": {"publicKeys": []}}),
+            json!({"./": {"publicKeys": []}}),
         ];
         for value in &valid {
             assert!(

@@ -129,6 +129,9 @@ fn escapes(root: &Sandbox, dir: &Path, path: &Path) -> Option<String> {
             top.display()
         )
     };
+    if path.as_os_str().is_empty() {
+        return Some("the file name is empty or names the rules file's directory itself".into());
+    }
     if path.is_absolute() {
         return Some(format!(
             "the file name is absolute; names are relative to the rules file's directory and {}",
@@ -293,6 +296,13 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(&format!("secret \"{name}\": ")), "{msg}");
             assert!(msg.contains("outside the rules root"), "{msg}");
+        }
+        for name in ["", ".", "sub/.."] {
+            let err = Rules::from_json(&file, &json!({ name: {"publicKeys": []} })).unwrap_err();
+            assert!(
+                err.to_string().contains("names the rules file's directory"),
+                "{err}"
+            );
         }
         // Inside the repository, above the rules file, is fine.
         let rules = Rules::from_json(&file, &json!({"../top.age": {"publicKeys": []}})).unwrap();
