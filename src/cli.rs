@@ -70,6 +70,11 @@ pub struct Args {
     #[arg(short, long)]
     pub verbose: bool,
 
+    /// Let the rules file read outside its repository, see environment variables, and let a
+    /// nix-instantiate fallback fetch; only for rules files you trust
+    #[arg(long, env = "RAGENIX_IMPURE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub impure: bool,
+
     /// Print the rules file evaluated to JSON and exit
     #[arg(long, group = "action")]
     pub dump_rules: bool,
@@ -236,6 +241,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn load_options(args: &Args) -> LoadOptions {
     LoadOptions {
         verbose: args.verbose,
+        impure: args.impure,
     }
 }
 

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use age::secrecy::{ExposeSecret, SecretString};
-use age::{plugin, ssh, x25519, Callbacks, DecryptError, IdentityFile};
+use age::{plugin, ssh, Callbacks, DecryptError, IdentityFile};
 use age_core::format::{FileKey, Stanza};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::prelude::{Engine, BASE64_STANDARD_NO_PAD};
 
 use crate::error::UserError;
+use crate::rules::Recipient;
 
 /// A recipient we can encrypt to, shareable across rekey threads.
 pub type BoxRecipient = Box<dyn age::Recipient + Send + Sync>;
@@ -97,20 +98,11 @@ pub fn recipients(name: &str, keys: &[String]) -> Result<Vec<BoxRecipient>> {
     let mut out: Vec<BoxRecipient> = Vec::with_capacity(keys.len());
     let mut plugins: BTreeMap<String, Vec<plugin::Recipient>> = BTreeMap::new();
     for key in keys {
-        if let Ok(r) = key.parse::<x25519::Recipient>() {
-            out.push(Box::new(r));
-        } else if key.starts_with("ssh-") {
-            match key.parse::<ssh::Recipient>() {
-                Ok(r) => out.push(Box::new(r)),
-                Err(e) => bail!(
-                    "secret \"{name}\": invalid recipient \"{key}\": {}",
-                    ssh_recipient_error(&e)
-                ),
-            }
-        } else if let Ok(r) = key.parse::<plugin::Recipient>() {
-            plugins.entry(r.plugin().to_owned()).or_default().push(r);
-        } else {
-            bail!("secret \"{name}\": invalid recipient \"{key}\": not an age, ssh-ed25519, ssh-rsa or age plugin public key");
+        match Recipient::parse(key) {
+            Ok(Recipient::X25519(r)) => out.push(Box::new(r)),
+            Ok(Recipient::Ssh { recipient, .. }) => out.push(Box::new(recipient)),
+            Ok(Recipient::Plugin(r)) => plugins.entry(r.plugin().to_owned()).or_default().push(r),
+            Err(why) => bail!("secret \"{name}\": invalid recipient \"{key}\": {why}"),
         }
     }
     for (plugin_name, list) in plugins {
@@ -126,19 +118,6 @@ pub fn recipients(name: &str, keys: &[String]) -> Result<Vec<BoxRecipient>> {
         out.push(Box::new(p));
     }
     Ok(out)
-}
-
-fn ssh_recipient_error(e: &ssh::ParseRecipientKeyError) -> String {
-    match e {
-        ssh::ParseRecipientKeyError::Ignore => "ignored key type".into(),
-        ssh::ParseRecipientKeyError::Invalid(why) => (*why).into(),
-        ssh::ParseRecipientKeyError::RsaModulusTooLarge => "RSA modulus too large".into(),
-        ssh::ParseRecipientKeyError::RsaModulusTooSmall => {
-            "RSA modulus too small (weak key, below 2048 bits)".into()
-        }
-        ssh::ParseRecipientKeyError::Unsupported(t) => format!("unsupported ssh key type {t}"),
-        _ => "not a supported ssh public key".into(),
-    }
 }
 
 /// The identities given with `-i`, or agenix's defaults.
@@ -383,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_plugin_recipient_without_its_plugin_names_the_plugin() {
-        let id = x25519::Identity::generate();
+        let id = age::x25519::Identity::generate();
         // A syntactically valid plugin recipient for a plugin that cannot exist on PATH.
         let r = bech32_plugin_recipient("ragenixnosuchplugin", id.to_public().to_string());
         let err = recipients("p.age", &[r]).err().unwrap();
