@@ -22,6 +22,14 @@ use crate::rules::{self, LoadOptions, Rules, Secret};
 pub struct Args {
     /// Edit FILE: decrypt it to a private temp file, run the editor, re-encrypt to the rules'
     /// recipients
+    ///
+    /// The new content comes from the first that applies: --editor CMD (or --editor -, stdin);
+    /// stdin, if it is not a terminal and holds at least one byte; $VISUAL, then $EDITOR (`-`
+    /// meaning stdin); vi, on a terminal. An editor in $EDITOR runs without a terminal too (a
+    /// script such as `sed -i s/a/b/` from cron). An empty stdin that is not a terminal, with
+    /// no editor set, is an error and changes nothing; only --editor - writes an empty secret.
+    /// Content from stdin replaces FILE even when no identity can decrypt it (the "unchanged"
+    /// check is then skipped); an editor needs an identity to show the old content.
     #[arg(
         short,
         long,
@@ -46,9 +54,9 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE", group = "action", num_args = 0..)]
     pub rekey: Option<Vec<PathBuf>>,
 
-    /// Identity to decrypt with (age identity file or ssh private key); repeatable.
-    /// Default: ~/.ssh/id_ed25519 and ~/.ssh/id_rsa when present
-    #[arg(short, long, value_name = "PATH", action = clap::ArgAction::Append, num_args = 1)]
+    /// Identities to decrypt with (age identity files or ssh private keys): `-i A B` or
+    /// `-i A -i B`. Default: ~/.ssh/id_ed25519 and ~/.ssh/id_rsa when present
+    #[arg(short, long, value_name = "PATH", action = clap::ArgAction::Append, num_args = 1..)]
     pub identity: Vec<PathBuf>,
 
     /// The rules file
@@ -60,8 +68,8 @@ pub struct Args {
     )]
     pub rules: PathBuf,
 
-    /// Editor command, split like a shell would; `-` reads the new content from stdin.
-    /// Default: $VISUAL, then $EDITOR, then vi
+    /// With -e: editor command, split like a shell would; `-` reads the new content from stdin
+    /// (even when empty). Default: stdin if it holds content, else $VISUAL, $EDITOR, vi
     #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
     pub editor: Option<String>,
 
