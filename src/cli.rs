@@ -13,6 +13,7 @@ use clap::{ArgGroup, Parser};
 
 use crate::error::{self, UserError};
 use crate::keys::{self, Identities, TerminalPrompt};
+use crate::lock;
 use crate::rules::{self, LoadOptions, Rules, Secret};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
@@ -212,16 +213,26 @@ pub fn run(args: &Args) -> Result<()> {
             editor: args.editor.clone(),
             verbose: args.verbose,
         };
-        return crate::edit::edit(file, secret, &opts, || identities(args));
+        return crate::edit::edit(
+            file,
+            secret,
+            &opts,
+            || identities(args),
+            || lock::writer(&rules.file),
+        );
     }
     if args.check {
         return check(args, &rules);
     }
     if let Some(files) = &args.generate {
         let only = find_rules(&rules, files)?;
+        // Held from the plan on: a second run must see the files the first one created.
+        let _lock = lock::writer(&rules.file)?;
         return crate::generate::generate_files(&rules, &only, args.force, args.verbose);
     }
     if let Some(files) = &args.rekey {
+        // Held from the stale check on, so that it sees the files as the previous run left them.
+        let _lock = lock::writer(&rules.file)?;
         let mut selected: Vec<&Secret> = if files.is_empty() {
             rules.secrets.iter().collect()
         } else {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod generate;
 pub mod install;
 pub mod keys;
+pub mod lock;
 pub mod manual;
 pub mod progress;
 pub mod rekey;

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{self, UserError};
 use crate::keys::{self, Identities};
+use crate::lock::WriterLock;
 use crate::rules::Secret;
 use crate::{age_io, atomic, signals};
 
@@ -30,12 +31,13 @@ pub struct EditOptions {
 }
 
 /// Edits `file`, whose rule is `secret`. Identities are loaded only when there is something
-/// to decrypt.
+/// to decrypt; `lock` is taken for the write only, not while the editor is open.
 pub fn edit(
     file: &Path,
     secret: &Secret,
     opts: &EditOptions,
     load_ids: impl FnOnce() -> Result<Identities>,
+    lock: impl FnOnce() -> Result<WriterLock>,
 ) -> Result<()> {
     // Refuse bad recipients before the user spends time in the editor.
     let recipients = keys::recipients(&secret.name, &secret.public_keys)?;
@@ -97,6 +99,7 @@ pub fn edit(
         // A new secret in a new subdirectory, as agenix allows.
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
+    let _lock = lock()?;
     atomic::remove_stale(file)?;
     atomic::write(file, |w| {
         age_io::encrypt(&recipients, secret.armor, &mut &new[..], w)

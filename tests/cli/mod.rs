@@ -7,6 +7,7 @@ mod edit_source;
 mod example;
 mod flags;
 mod interop;
+mod one_writer;
 mod rekey;
 
 use std::fs;
