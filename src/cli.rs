@@ -3,7 +3,7 @@
 //! Owns flag validation (before any I/O), rules loading for the actions that need it, the
 //! single place errors are printed, and the exit code: 0 success, 1 failure, 2 usage.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use clap::{ArgGroup, Parser};
 use crate::error::{self, UserError};
 use crate::keys::{self, Identities, TerminalPrompt};
 use crate::lock;
+use crate::output;
 use crate::rules::{self, LoadOptions, Rules, Secret};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
@@ -129,7 +130,7 @@ pub fn main() -> ExitCode {
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("ragenix: {e:#}");
@@ -175,36 +176,26 @@ impl Args {
     }
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
-}
-
 /// Runs one parsed command line.
 pub fn run(args: &Args) -> Result<()> {
     if let Some(file) = &args.decrypt {
         return decrypt(args, file);
     }
     if let Some(shell) = args.completions {
-        return crate::manual::completions(shell, &mut io::stdout().lock());
+        let mut out = output::stdout();
+        crate::manual::completions(shell, &mut out)?;
+        return out.flush().map_err(Into::into);
     }
     if args.man {
-        return crate::manual::man_page(&mut io::stdout().lock());
+        let mut out = output::stdout();
+        crate::manual::man_page(&mut out)?;
+        return out.flush().map_err(Into::into);
     }
     if args.schema {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &crate::schema::rules_schema())?;
-        writeln!(out)?;
-        return out.flush().map_err(Into::into);
+        return output::json(&crate::schema::rules_schema());
     }
     if args.dump_rules {
-        let json = rules::evaluate(&args.rules, &load_options(args))?;
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &json)?;
-        writeln!(out)?;
-        return out.flush().map_err(Into::into);
+        return output::json(&rules::evaluate(&args.rules, &load_options(args))?);
     }
     let rules = load_rules(args)?;
     if let Some(file) = &args.edit {
@@ -289,15 +280,14 @@ fn find_rules<'r>(rules: &'r Rules, files: &[PathBuf]) -> Result<Vec<&'r Secret>
 /// own, since the report already says everything.
 fn check(args: &Args, rules: &Rules) -> Result<()> {
     let report = crate::check::check(rules);
-    let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        output::json(&report)?;
     } else {
+        let mut out = output::stdout();
         write!(out, "{}", report.render_human())?;
         writeln!(out, "{}", report.summary())?;
+        out.flush()?;
     }
-    out.flush()?;
     if report.ok {
         Ok(())
     } else {
@@ -355,8 +345,7 @@ fn decrypt(args: &Args, file: &Path) -> Result<()> {
         Ok(ids) => ids,
         Err(e) => return no_identity(args, file, e),
     };
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut out = output::stdout();
     if let Err(e) = crate::age_io::decrypt(&ids, &mut input, &mut out) {
         // age_io reports "no identity matched" as a UserError and a key that could not be
         // unlocked through `unlock_error`; both happen before any output. Every other error is
@@ -387,7 +376,7 @@ fn no_identity(args: &Args, file: &Path, e: anyhow::Error) -> Result<()> {
         // unchanged (identical textconv output hides the file from the diff).
         let name = file.file_name().map_or(file, Path::new).display();
         let print = ciphertext_fingerprint(file)?;
-        let mut out = io::stdout().lock();
+        let mut out = output::stdout();
         writeln!(
             out,
             "[ragenix: cannot decrypt {name} (ciphertext {print:016x}): {why}]"

@@ -16,6 +16,7 @@ pub mod install;
 pub mod keys;
 pub mod lock;
 pub mod manual;
+pub mod output;
 pub mod progress;
 pub mod rekey;
 pub mod rules;

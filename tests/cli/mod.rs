@@ -1,6 +1,7 @@
 //! The `ragenix` command line, driven as a user would: flags, edit, rekey, interop with Go
 //! `age`, crash safety and plaintext hygiene.
 
+mod closed_pipe;
 mod crash;
 mod edit;
 mod edit_source;
