@@ -19,7 +19,7 @@ use crate::error::UserError;
 
 /// How long a second run waits by default before giving up.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
-/// Seconds to wait for another run instead of [`DEFAULT_WAIT`].
+/// Seconds to wait for another run instead of the default 300.
 pub const TIMEOUT_ENV: &str = "RAGENIX_LOCK_TIMEOUT";
 /// How often a waiting run tries again. `flock` cannot time out by itself, and a blocking
 /// attempt on a thread would leave a lock taken after we gave up.
