@@ -64,12 +64,12 @@ fn create_temp(target: &Path, mode: u32) -> Result<NamedTempFile> {
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     // Marks it as owned by a live run until the descriptor closes (rename or removal), so that
-    // another run's stale-temp clean-up leaves it alone whatever else goes wrong.
-    rustix::fs::flock(
+    // another run's stale-temp clean-up leaves it alone whatever else goes wrong. Best effort:
+    // on a filesystem without `flock`, the writer lock (`lock`) still keeps runs apart.
+    let _ = rustix::fs::flock(
         tmp.as_file(),
         rustix::fs::FlockOperation::NonBlockingLockExclusive,
-    )
-    .with_context(|| format!("locking {}", tmp.path().display()))?;
+    );
     in_flight().push(tmp.path().to_path_buf());
     Ok(tmp)
 }
