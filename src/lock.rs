@@ -5,6 +5,7 @@
 //! the repository. Where the filesystem refuses `flock` on it (some network mounts), a lock
 //! file in `$XDG_RUNTIME_DIR` named after the rules file's real path takes its place.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -44,7 +45,8 @@ pub fn writer(rules_file: &Path) -> Result<WriterLock> {
         Err(Failure::TimedOut) => return Err(timed_out(rules_file, wait)),
         Err(Failure::Unsupported(e)) => e,
     };
-    let fallback = runtime_lock_path(rules_file).with_context(|| {
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    let fallback = runtime_lock_path(rules_file, runtime_dir).with_context(|| {
         format!("cannot lock {shown} against other runs ({unsupported}) and there is no fallback")
     })?;
     let file = OpenOptions::new()
@@ -130,10 +132,8 @@ fn timeout_from_env() -> Result<Duration> {
 
 /// `$XDG_RUNTIME_DIR/ragenix-<hash of the rules file's real path>.lock`: private to the user,
 /// never in the repository.
-fn runtime_lock_path(rules_file: &Path) -> Result<PathBuf> {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .context("XDG_RUNTIME_DIR is not set")?;
+fn runtime_lock_path(rules_file: &Path, runtime_dir: Option<OsString>) -> Result<PathBuf> {
+    let dir = runtime_dir.context("XDG_RUNTIME_DIR is not set")?;
     let real = rules_file
         .canonicalize()
         .with_context(|| format!("resolving {}", rules_file.display()))?;
@@ -159,5 +159,24 @@ mod tests {
         ));
         drop(first);
         assert!(acquire(&other, &rules, Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn the_fallback_lock_is_in_the_runtime_dir_and_named_by_the_real_rules_path() {
+        let repo = tempfile::tempdir().unwrap();
+        let run = tempfile::tempdir().unwrap();
+        let rules = repo.path().join("secrets.nix");
+        std::fs::write(&rules, "{}").unwrap();
+        std::fs::write(repo.path().join("other.nix"), "{}").unwrap();
+        let dir = Some(run.path().as_os_str().to_owned());
+        let lock = runtime_lock_path(&rules, dir.clone()).unwrap();
+        assert_eq!(lock.parent(), Some(run.path()));
+        // Another spelling of the same file shares the lock; another file does not.
+        let spelled = repo.path().join(".").join("secrets.nix");
+        assert_eq!(runtime_lock_path(&spelled, dir.clone()).unwrap(), lock);
+        let other = runtime_lock_path(&repo.path().join("other.nix"), dir).unwrap();
+        assert_ne!(other, lock);
+        let err = runtime_lock_path(&rules, None).unwrap_err();
+        assert_eq!(format!("{err:#}"), "XDG_RUNTIME_DIR is not set");
     }
 }

@@ -177,6 +177,13 @@ fn a_held_lock_makes_every_writer_time_out_with_nothing_changed() {
         .success()
         .stdout("old")
         .stderr("");
+    p.cmd()
+        .env("RAGENIX_LOCK_TIMEOUT", "1")
+        .arg("--check")
+        .assert()
+        .code(1)
+        .stdout(contains("g.age"))
+        .stderr("");
     drop(lock);
     p.cmd()
         .args(["-i", "key.txt", "--editor", "-", "-e", "a.age"])
