@@ -5,7 +5,7 @@
 //! the exit code: 0 success, 1 failure, 2 usage. Which flag belongs to which action is
 //! [`crate::action`]'s.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -174,7 +174,8 @@ pub fn run(args: &Args, action: Action) -> Result<()> {
                 secret,
                 &opts,
                 || identities(args),
-                || lock::writer(&rules.file),
+                // At a terminal, giving up would throw away what the user just typed.
+                || lock::writer(&rules.file, std::io::stdin().is_terminal()),
             )
         }
         Action::Check { json } => check(&load_rules(args)?, json),
@@ -182,13 +183,13 @@ pub fn run(args: &Args, action: Action) -> Result<()> {
             let rules = load_rules(args)?;
             let only = find_rules(&rules, &files)?;
             // Held from the plan on: a second run must see the files the first one created.
-            let _lock = lock::writer(&rules.file)?;
+            let _lock = lock::writer(&rules.file, false)?;
             crate::generate::generate_files(&rules, &only, force, args.verbose)
         }
         Action::Rekey { files, stale } => {
             let rules = load_rules(args)?;
             // Held from the stale check on, so that it sees the files as the previous run left.
-            let _lock = lock::writer(&rules.file)?;
+            let _lock = lock::writer(&rules.file, false)?;
             let mut selected: Vec<&Secret> = if files.is_empty() {
                 rules.secrets.iter().collect()
             } else {

@@ -34,15 +34,16 @@ pub struct WriterLock {
 }
 
 /// Takes the writer lock for `rules_file`, waiting (with a one-line notice) while another run
-/// holds it, up to `$RAGENIX_LOCK_TIMEOUT` seconds.
-pub fn writer(rules_file: &Path) -> Result<WriterLock> {
-    let wait = timeout_from_env()?;
+/// holds it: up to `$RAGENIX_LOCK_TIMEOUT` seconds, or 300; or, when `someone_waits` (a user
+/// at a terminal whose edit would be lost by giving up) and no timeout is set, until it is free.
+pub fn writer(rules_file: &Path, someone_waits: bool) -> Result<WriterLock> {
+    let wait = patience(timeout_from_env()?, someone_waits);
     let shown = rules_file.display();
     let file = File::open(rules_file)
         .with_context(|| format!("cannot open {shown} to lock it against other runs"))?;
     let unsupported = match acquire(&file, rules_file, wait) {
         Ok(()) => return Ok(WriterLock { _file: file }),
-        Err(Failure::TimedOut) => return Err(timed_out(rules_file, wait)),
+        Err(Failure::TimedOut) => return Err(timed_out(rules_file, wait.unwrap_or_default())),
         Err(Failure::Unsupported(e)) => e,
     };
     let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
@@ -60,10 +61,19 @@ pub fn writer(rules_file: &Path) -> Result<WriterLock> {
         .with_context(|| format!("cannot open the lock file {}", fallback.display()))?;
     match acquire(&file, rules_file, wait) {
         Ok(()) => Ok(WriterLock { _file: file }),
-        Err(Failure::TimedOut) => Err(timed_out(rules_file, wait)),
+        Err(Failure::TimedOut) => Err(timed_out(rules_file, wait.unwrap_or_default())),
         Err(Failure::Unsupported(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", fallback.display()))
         }
+    }
+}
+
+/// How long to wait: `None` is until the lock is free.
+fn patience(configured: Option<Duration>, someone_waits: bool) -> Option<Duration> {
+    match (configured, someone_waits) {
+        (Some(t), _) => Some(t),
+        (None, true) => None,
+        (None, false) => Some(DEFAULT_WAIT),
     }
 }
 
@@ -74,8 +84,8 @@ enum Failure {
     TimedOut,
 }
 
-fn acquire(file: &File, rules_file: &Path, wait: Duration) -> Result<(), Failure> {
-    let deadline = Instant::now() + wait;
+fn acquire(file: &File, rules_file: &Path, wait: Option<Duration>) -> Result<(), Failure> {
+    let deadline = wait.map(|w| Instant::now() + w);
     let mut announced = false;
     loop {
         match flock(file, FlockOperation::NonBlockingLockExclusive) {
@@ -84,14 +94,17 @@ fn acquire(file: &File, rules_file: &Path, wait: Duration) -> Result<(), Failure
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(Failure::Unsupported(e.into())),
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Failure::TimedOut);
         }
         if !announced {
+            let limit = match wait {
+                Some(w) => format!("up to {} s", w.as_secs()),
+                None => "Ctrl-C gives up".to_owned(),
+            };
             eprintln!(
-                "ragenix: waiting for another ragenix run on {} to finish (up to {} s)",
-                rules_file.display(),
-                wait.as_secs()
+                "ragenix: waiting for another ragenix run on {} to finish ({limit})",
+                rules_file.display()
             );
             announced = true;
         }
@@ -111,14 +124,14 @@ fn timed_out(rules_file: &Path, wait: Duration) -> anyhow::Error {
     .into()
 }
 
-fn timeout_from_env() -> Result<Duration> {
+fn timeout_from_env() -> Result<Option<Duration>> {
     match std::env::var(TIMEOUT_ENV) {
-        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_WAIT),
-        Ok(v) if v.trim().is_empty() => Ok(DEFAULT_WAIT),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None),
         Ok(v) => v
             .trim()
             .parse::<u64>()
-            .map(Duration::from_secs)
+            .map(|secs| Some(Duration::from_secs(secs)))
             .map_err(|_| {
                 UserError::with_hint(
                     format!("${TIMEOUT_ENV} is \"{v}\", not a number of seconds"),
@@ -151,14 +164,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("secrets.nix");
         std::fs::write(&rules, "{}").unwrap();
-        let first = writer(&rules).unwrap();
+        let first = writer(&rules, false).unwrap();
         let other = File::open(&rules).unwrap();
         assert!(matches!(
-            acquire(&other, &rules, Duration::ZERO),
+            acquire(&other, &rules, Some(Duration::ZERO)),
             Err(Failure::TimedOut)
         ));
         drop(first);
-        assert!(acquire(&other, &rules, Duration::ZERO).is_ok());
+        assert!(acquire(&other, &rules, Some(Duration::ZERO)).is_ok());
+    }
+
+    #[test]
+    fn only_a_user_at_a_terminal_waits_without_limit_and_a_set_timeout_always_wins() {
+        let set = Some(Duration::from_secs(7));
+        assert_eq!(patience(set, true), set);
+        assert_eq!(patience(set, false), set);
+        assert_eq!(patience(None, true), None);
+        assert_eq!(patience(None, false), Some(DEFAULT_WAIT));
     }
 
     #[test]
