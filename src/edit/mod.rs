@@ -21,7 +21,6 @@ use crate::{age_io, atomic, signals};
 
 mod source;
 
-pub use source::read_all;
 use source::{Console, Source};
 
 pub struct EditOptions {

@@ -124,7 +124,7 @@ fn ready_within(fd: impl AsFd, wait: Duration) -> bool {
 }
 
 /// `read_to_end` without leaving unzeroed copies behind when the buffer grows.
-pub fn read_all(input: &mut dyn Read) -> io::Result<Zeroizing<Vec<u8>>> {
+fn read_all(input: &mut dyn Read) -> io::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(vec![0u8; 8 * 1024]);
     let mut len = 0;
     loop {
