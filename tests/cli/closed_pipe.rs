@@ -18,9 +18,11 @@ fn big_project() -> Project {
     p
 }
 
-const ACTIONS: [&[&str]; 5] = [
+const ACTIONS: [&[&str]; 7] = [
     &["--dump-rules"],
     &["--schema"],
+    &["--completions", "bash"],
+    &["--man"],
     &["--check", "--json"],
     &["--check"],
     &["-i", "key.txt", "-d", "secret-0000.age"],
