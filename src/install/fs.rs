@@ -1,7 +1,7 @@
 //! Filesystem operations of the installer, all relative to a directory reached by
 //! [`walk`](super::walk): files created in their final mode and owner and swapped in by
 //! `renameat`, atomic symlink replacement, chown of a file only if it is the inode that was
-//! written, numbered generations and their pruning, the ramfs mount. Nothing here takes a path
+//! written, numbered generations and their pruning. Nothing here takes a path
 //! to resolve, and nothing here knows about manifests.
 
 use std::ffi::{OsStr, OsString};
@@ -19,9 +19,6 @@ use super::walk::Dir;
 
 /// Ownership to give a file; `None` leaves it owned by the installer (root before users exist).
 pub type Owner = Option<(u32, u32)>;
-
-/// `RAMFS_MAGIC` from `<linux/magic.h>`: what `fstatfs` reports for a ramfs.
-const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
 /// Which file the install phase wrote, so that a later phase (another process) can tell it
 /// from whatever a user may have put under the same name since.
@@ -406,48 +403,6 @@ pub fn prune(mount: &Dir, current: u64, keep: u32) -> Result<Vec<u64>> {
         remove_tree(mount, OsStr::new(&g.to_string()))?;
     }
     Ok(doomed)
-}
-
-/// Whether `dir` is the root of a ramfs mount: asked of the open directory, so no spelling of
-/// its path (`//`, a symlink on the way) can make a second ramfs go on top of the first.
-pub fn is_ramfs_mount(dir: &Dir) -> Result<bool> {
-    let fs = rfs::fstatfs(dir.fd())
-        .with_context(|| format!("cannot statfs {}", dir.path().display()))?;
-    // `f_type`'s integer type differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    if fs.f_type as u64 != RAMFS_MAGIC {
-        return Ok(false);
-    }
-    is_mount_root(dir)
-}
-
-/// Whether `dir` is where a filesystem is mounted: `STATX_ATTR_MOUNT_ROOT` where the kernel
-/// reports it (5.8+), else a different device from its parent's.
-fn is_mount_root(dir: &Dir) -> Result<bool> {
-    use rustix::fs::{StatxAttributes, StatxFlags};
-    if let Ok(sx) = rfs::statx(dir.fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS) {
-        if sx.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
-            return Ok(sx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
-        }
-    }
-    let parent = rfs::statat(dir.fd(), "..", AtFlags::empty())
-        .with_context(|| format!("cannot stat {}/..", dir.path().display()))?;
-    Ok(parent.st_dev != dir.stat()?.st_dev)
-}
-
-/// Mounts a fresh ramfs (never swapped to disk) on the directory `dir` holds open, mode 0751,
-/// by its `/proc/self/fd` name: the directory that was walked, whatever its path is now.
-pub fn mount_ramfs(dir: &Dir) -> Result<()> {
-    use rustix::mount::{mount, MountFlags};
-    let target = format!("/proc/self/fd/{}", dir.fd().as_raw_fd());
-    mount(
-        "ramfs",
-        target.as_str(),
-        "ramfs",
-        MountFlags::NODEV | MountFlags::NOSUID,
-        c"mode=0751",
-    )
-    .with_context(|| format!("cannot mount ramfs on {}", dir.path().display()))
 }
 
 /// Takes an exclusive lock on the file `name` in `dir` for as long as the returned handle

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::restart::Units;
+use crate::platform::Os;
 
 /// The only manifest version this installer reads.
 pub const VERSION: u32 = 1;
@@ -28,11 +29,34 @@ pub enum Mode {
     Home,
 }
 
+/// The system the manifest was written for (its module): it decides the secrets filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// NixOS: a ramfs.
+    #[default]
+    Linux,
+    /// nix-darwin: an HFS+ RAM disk made with `hdiutil`.
+    Darwin,
+}
+
+impl From<Platform> for Os {
+    fn from(p: Platform) -> Os {
+        match p {
+            Platform::Linux => Os::Linux,
+            Platform::Darwin => Os::MacOs,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Manifest {
     pub version: u32,
     pub mode: Mode,
+    /// Absent in manifests from before nix-darwin support: NixOS.
+    #[serde(default)]
+    pub platform: Platform,
     pub secrets_dir: String,
     pub secrets_mount_point: String,
     pub identity_paths: Vec<String>,

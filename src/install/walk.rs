@@ -203,6 +203,12 @@ impl Dir {
         &self.path
     }
 
+    /// Why its path is not one only root (or the installer's user) controls, if it is not:
+    /// the first directory on the way that someone else may change.
+    pub fn untrusted(&self) -> Option<&str> {
+        self.untrusted.as_deref()
+    }
+
     /// The fd (`O_PATH` or readable) for `*at` calls.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
