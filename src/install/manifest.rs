@@ -631,6 +631,17 @@ mod tests {
         "secretsMountPoint":"/run/agenix.d","identityPaths":["/etc/ssh/k"],"secrets":[SECRETS],
         "templates":[TEMPLATES]}"#;
 
+    #[test]
+    fn the_platform_defaults_to_linux_and_only_known_ones_parse() {
+        let base = BASE.replace("SECRETS", "").replace("TEMPLATES", "");
+        assert_eq!(manifest(&base).platform, Platform::Linux);
+        let darwin = base.replace(r#""version":1"#, r#""version":1,"platform":"darwin""#);
+        assert_eq!(Os::from(manifest(&darwin).platform), Os::MacOs);
+        let bsd = base.replace(r#""version":1"#, r#""version":1,"platform":"freebsd""#);
+        let err = format!("{:#}", Manifest::from_json(&bsd).unwrap_err());
+        assert!(err.contains("unknown variant `freebsd`"), "{err}");
+    }
+
     fn with(secrets: &str, templates: &str) -> Manifest {
         manifest(
             &BASE
