@@ -1,16 +1,22 @@
-//! The nix-darwin installer path on Linux: a `"platform": "darwin"` manifest makes
-//! `ragenix-install` build its RAM disk with `hdiutil`, `newfs_hfs`, `mount` and `diskutil`,
-//! here fakes on `PATH` that log their arguments and fail on demand. The fakes mount nothing,
-//! so the "RAM disk" stays a plain directory and the rest of the install runs for real.
+//! The nix-darwin path on Linux: a `"platform": "darwin"` manifest makes `ragenix-install`
+//! build its RAM disk with `hdiutil`, `newfs_hfs`, `mount` and `diskutil`, here fakes on `PATH`
+//! that log their arguments and fail on demand. The fakes mount nothing, so the "RAM disk"
+//! stays a plain directory and the rest of the install runs for real. Then darwin-module.nix
+//! inside the real nix-darwin module system (`nix/tests/darwin-cases.nix`), and the daemon
+//! command that evaluation generated, run with the fakes.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use super::{encrypt, meta, ssh_keygen, stderr};
+use super::modules::{
+    broken_copy, built_package, failures, lit, mount_tmpfs_on_run, nix_eval, repo, run_check_phase,
+    trees, Trees,
+};
+use super::{encrypt, meta, ns_test, ssh_keygen, stderr};
 use crate::util::{require_program, require_root};
 
 /// The fake tools. `FAKE_FAIL` names tools that fail; a mount is remembered in `$FAKE_DIR/mounted`.
@@ -43,6 +49,20 @@ fi"#,
     ),
 ];
 
+/// Writes the fake tools into `dir` (created); they log to and keep state in `$FAKE_DIR`.
+pub fn write_fakes(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    for (name, body) in FAKES {
+        let script = format!(
+            "#!/bin/sh\necho \"{name} $*\" >> \"$FAKE_DIR/log\"\n\
+             fail() {{ case \" $FAKE_FAIL \" in *\" $1 \"*) echo \"$2\" >&2; exit 1;; esac; }}\n{body}\n"
+        );
+        let path = dir.join(name);
+        fs::write(&path, script).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
 struct Mac {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -64,16 +84,7 @@ impl Mac {
         let root = tmp.path().to_path_buf();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
         let tools = root.join("tools");
-        fs::create_dir(&tools).unwrap();
-        for (name, body) in FAKES {
-            let script = format!(
-                "#!/bin/sh\necho \"{name} $*\" >> \"$FAKE_DIR/log\"\n\
-                 fail() {{ case \" $FAKE_FAIL \" in *\" $1 \"*) echo \"$2\" >&2; exit 1;; esac; }}\n{body}\n"
-            );
-            let path = tools.join(name);
-            fs::write(&path, script).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        write_fakes(&tools);
         let key = root.join("ssh_host_ed25519_key");
         let recipient = ssh_keygen(&key);
         Mac {
@@ -250,3 +261,174 @@ fn darwin_a_mount_point_below_a_world_writable_directory_is_never_named_to_mount
         )]
     );
 }
+
+// darwin-module.nix inside the real nix-darwin module system (`nix/tests/darwin-cases.nix`),
+// then what that evaluation generated, run on Linux with the fake tools.
+
+/// Evaluates the nix-darwin cases (`args`: extra attributes for eval-darwin.nix) with `module`.
+fn eval_darwin(trees: &Trees, module: &Path, args: &str) -> Value {
+    let expr = format!(
+        "import {}/nix/tests/eval-darwin.nix {{ nixDarwin = {}; nixpkgs = {}; module = {}; {args} }}",
+        repo().display(),
+        trees.nix_darwin.display(),
+        trees.hm_nixpkgs.display(),
+        module.display()
+    );
+    nix_eval(&expr).unwrap_or_else(|e| panic!("evaluating the nix-darwin cases failed:\n{e}"))
+}
+
+#[test]
+fn darwin_cases_hold_in_the_real_nix_darwin_module_system() {
+    let name = "darwin_cases_hold_in_the_real_nix_darwin_module_system";
+    let Some(trees) = trees(name) else { return };
+    let evaluated = eval_darwin(trees, &repo().join("darwin-module.nix"), "");
+    assert_eq!(failures(&evaluated), Vec::<String>::new());
+    assert_eq!(
+        evaluated.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["defaults", "full", "openssh", "sshKeyPaths", "units"]
+    );
+    // Every manifest the evaluation wrote passes the installer's build-time check, except the
+    // case refused by its assertion.
+    for (case, v) in evaluated.as_object().unwrap() {
+        if case == "units" {
+            continue;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_ragenix-install"))
+            .args(["--check", "--skip-files"])
+            .arg(v["result"]["manifest"]["path"].as_str().unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_darwin_daemon_that_launchd_would_not_retry_fails_the_cases() {
+    let name = "a_darwin_daemon_that_launchd_would_not_retry_fails_the_cases";
+    let Some(trees) = trees(name) else { return };
+    let copy = broken_copy("darwin-module.nix", |t| {
+        t.replace(
+            "KeepAlive.SuccessfulExit = false;",
+            "KeepAlive.SuccessfulExit = true;",
+        )
+    });
+    let evaluated = eval_darwin(trees, &copy.path().join("darwin-module.nix"), "");
+    let got = failures(&evaluated);
+    for case in ["defaults", "full"] {
+        assert!(
+            got.contains(&format!(
+                "{case}: KeepAlive.SuccessfulExit: got true, want false"
+            )),
+            "{got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_darwin_module_that_chowns_before_users_exist_fails_the_cases() {
+    let name = "a_darwin_module_that_chowns_before_users_exist_fails_the_cases";
+    let Some(trees) = trees(name) else { return };
+    let copy = broken_copy("darwin-module.nix", |t| {
+        t.replace("users.text = mkAfter", "users.text = lib.mkBefore")
+    });
+    let evaluated = eval_darwin(trees, &copy.path().join("darwin-module.nix"), "");
+    assert!(
+        failures(&evaluated)
+            .iter()
+            .any(|f| f.starts_with("defaults: activation order")),
+        "{:?}",
+        failures(&evaluated)
+    );
+}
+
+ns_test!(
+    darwin_daemon_from_the_real_evaluation_makes_the_ram_disk_and_installs,
+    |env| {
+        let name = "darwin_daemon_from_the_real_evaluation_makes_the_ram_disk_and_installs";
+        let Some(trees) = trees(name) else { return };
+        env.encrypt("db", b"db-secret");
+        env.encrypt("token", b"tok-123");
+        let params = format!(
+            r#"only = [ "full" ]; params = {{ files = n: {}+ "/${{n}}.age"; identity = {}; package = {}; }};"#,
+            lit(env.root.join("store").to_str().unwrap()),
+            lit(env.key.to_str().unwrap()),
+            built_package(&env.root)
+        );
+        let evaluated = eval_darwin(trees, &repo().join("darwin-module.nix"), &params);
+        assert_eq!(failures(&evaluated), Vec::<String>::new());
+        let result = &evaluated["full"]["result"];
+        let check = run_check_phase(result);
+        assert!(check.status.success(), "checkPhase: {}", stderr(&check));
+
+        // macOS's `admin` group, for this namespace only.
+        let group = env.root.join("group");
+        let mut g = fs::read_to_string("/etc/group").unwrap();
+        g.push_str("admin:x:4110:\n");
+        fs::write(&group, g).unwrap();
+        let bind = Command::new("mount")
+            .arg("--bind")
+            .arg(&group)
+            .arg("/etc/group")
+            .status()
+            .unwrap();
+        assert!(bind.success());
+        mount_tmpfs_on_run();
+
+        // The daemon's own command line, minus macOS's wait for the store volume; its PATH
+        // with the fakes in front of it.
+        let daemon = &result["daemon"];
+        let command = daemon["ProgramArguments"][2].as_str().unwrap();
+        let command = command
+            .strip_prefix("/bin/wait4path /nix/store && ")
+            .unwrap_or_else(|| panic!("{command}"));
+        let tools = env.root.join("tools");
+        write_fakes(&tools);
+        let path = format!(
+            "{}:{}",
+            tools.display(),
+            daemon["EnvironmentVariables"]["PATH"].as_str().unwrap()
+        );
+        let start = || {
+            let _ = fs::remove_file(env.root.join("log"));
+            let out = Command::new("/bin/sh")
+                .args(["-c", command])
+                .env_clear()
+                .env("PATH", &path)
+                .env("FAKE_DIR", &env.root)
+                .output()
+                .unwrap();
+            let log = fs::read_to_string(env.root.join("log")).unwrap_or_default();
+            (out, log.lines().map(str::to_string).collect::<Vec<_>>())
+        };
+
+        let (out, calls) = start();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(calls, first_mount_calls("/run/agenix.d"));
+        assert_eq!(
+            fs::read_link("/run/agenix").unwrap(),
+            Path::new("/run/agenix.d/1")
+        );
+        let admin = 4110;
+        assert_eq!(meta(Path::new("/run/agenix.d")), (0o751, 0, admin));
+        assert_eq!(fs::read("/run/agenix/db").unwrap(), b"db-secret");
+        assert_eq!(meta(Path::new("/run/agenix.d/1/db")), (0o440, 65534, admin));
+        assert_eq!(fs::read("/run/ragenix/token").unwrap(), b"tok-123");
+        assert_eq!(
+            fs::read_link("/run/ragenix/token").unwrap(),
+            Path::new("/run/agenix/token")
+        );
+        assert_eq!(
+            fs::read("/run/agenix/templates/app.env").unwrap(),
+            b"TOKEN=tok-123\n"
+        );
+
+        // launchd starts it again (a reboot would find no disk; a restart finds ours).
+        let (out, calls) = start();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(calls, ["diskutil info /run/agenix.d"]);
+        assert_eq!(
+            fs::read_link("/run/agenix").unwrap(),
+            Path::new("/run/agenix.d/2")
+        );
+    }
+);
