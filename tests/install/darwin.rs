@@ -432,3 +432,60 @@ ns_test!(
         );
     }
 );
+
+/// Evaluates `nix/tests/home-darwin-cases.nix` with `module` in home-manager for an
+/// aarch64-darwin host.
+fn eval_home_darwin(trees: &Trees, module: &Path) -> Value {
+    let expr = format!(
+        "let lib = import {nixpkgs}/lib; in import {repo}/nix/tests/eval-home.nix {{
+           homeManager = {hm}; pkgs = import {nixpkgs} {{ system = \"aarch64-darwin\"; }};
+           module = {module}; cases = import {repo}/nix/tests/home-darwin-cases.nix {{ inherit lib; }}; }}",
+        repo = repo().display(),
+        hm = trees.home_manager.display(),
+        nixpkgs = trees.hm_nixpkgs.display(),
+        module = module.display()
+    );
+    nix_eval(&expr).unwrap_or_else(|e| panic!("evaluating home-manager on darwin failed:\n{e}"))
+}
+
+#[test]
+fn home_manager_on_darwin_installs_through_a_launchd_agent() {
+    let name = "home_manager_on_darwin_installs_through_a_launchd_agent";
+    let Some(trees) = trees(name) else { return };
+    let evaluated = eval_home_darwin(trees, &repo().join("hm-module.nix"));
+    assert_eq!(failures(&evaluated), Vec::<String>::new());
+    assert_eq!(
+        evaluated.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["custom", "defaults"]
+    );
+    for (case, v) in evaluated.as_object().unwrap() {
+        let out = Command::new(env!("CARGO_BIN_EXE_ragenix-install"))
+            .args(["--check", "--skip-files"])
+            .arg(v["result"]["manifest"]["path"].as_str().unwrap())
+            .env_remove("TMPDIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_home_module_that_keeps_systemd_on_darwin_fails_the_cases() {
+    let name = "a_home_module_that_keeps_systemd_on_darwin_fails_the_cases";
+    let Some(trees) = trees(name) else { return };
+    let copy = broken_copy("hm-module.nix", |t| {
+        t.replace("&& isDarwin)", "&& false)")
+            .replace("&& !isDarwin)", "&& true)")
+    });
+    let evaluated = eval_home_darwin(trees, &copy.path().join("hm-module.nix"));
+    let got = failures(&evaluated);
+    assert!(
+        got.iter()
+            .any(|f| f.starts_with("defaults: systemd user service: got {")),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&"defaults: agent enabled: got null, want true".to_string()),
+        "{got:?}"
+    );
+}
