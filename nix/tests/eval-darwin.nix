@@ -54,6 +54,7 @@ let
       failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
       inherit (c) warnings;
       package = toString c.age.ragenix.package;
+      packageSystem = c.age.ragenix.package.system or null;
       manifest = {
         path = toString c.age.ragenix.manifest;
         inherit (c.age.ragenix.manifest) checkPhase;

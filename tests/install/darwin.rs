@@ -489,3 +489,60 @@ fn a_home_module_that_keeps_systemd_on_darwin_fails_the_cases() {
         "{got:?}"
     );
 }
+
+/// The flake's `darwinModules` are darwin-module.nix, and its checks for a darwin system (with
+/// the snapshots standing in for its nixpkgs, home-manager and nix-darwin inputs) hold one
+/// passing entry per darwin case, the default package built for that system.
+#[test]
+fn the_flake_has_darwin_modules_and_a_passing_check_per_darwin_case() {
+    let name = "the_flake_has_darwin_modules_and_a_passing_check_per_darwin_case";
+    let Some(trees) = trees(name) else { return };
+    let expr = format!(
+        r#"let
+          tree = {nixpkgs};
+          lib = import (tree + "/lib");
+          nixpkgs = {{
+            outPath = tree;
+            inherit lib;
+            legacyPackages.aarch64-darwin = import tree {{ system = "aarch64-darwin"; }};
+          }};
+          flake = import {repo}/flake.nix;
+          self = flake.outputs {{ inherit self nixpkgs; home-manager.outPath = {hm}; nix-darwin.outPath = {nd}; }};
+          checks = self.checks.aarch64-darwin;
+          evaluation = lib.filter (n: n != "ragenix") (lib.attrNames checks);
+          viaFlake = import {repo}/nix/tests/eval-darwin.nix {{
+            nixDarwin = {nd}; nixpkgs = tree; module = self.darwinModules.default; only = [ "defaults" ];
+          }};
+        in {{
+          failures = lib.genAttrs evaluation (n: checks.${{n}}.failures);
+          modules = map (m: toString self.darwinModules.${{m}}) [ "default" "ragenix" "age" ];
+          packageSystem = viaFlake.defaults.result.packageSystem;
+          viaFlake = viaFlake.defaults.failures;
+        }}"#,
+        nixpkgs = trees.hm_nixpkgs.display(),
+        hm = trees.home_manager.display(),
+        nd = trees.nix_darwin.display(),
+        repo = repo().display(),
+    );
+    let got = nix_eval(&expr).unwrap_or_else(|e| panic!("evaluating the flake's checks:\n{e}"));
+    let failures = got["failures"].as_object().unwrap();
+    assert_eq!(
+        failures.keys().collect::<Vec<_>>(),
+        [
+            "darwin-defaults",
+            "darwin-full",
+            "darwin-openssh",
+            "darwin-sshKeyPaths",
+            "darwin-units",
+            "home-darwin-custom",
+            "home-darwin-defaults"
+        ]
+    );
+    for (check, f) in failures {
+        assert_eq!(f, "[]", "{check}");
+    }
+    let module = repo().join("darwin-module.nix");
+    assert_eq!(got["modules"], json!([module, module, module]));
+    assert_eq!(got["packageSystem"], "aarch64-darwin");
+    assert_eq!(got["viaFlake"], json!([]));
+}

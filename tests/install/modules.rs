@@ -836,7 +836,7 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
             legacyPackages.x86_64-linux = import {hm_nixpkgs} {{ }};
           }};
           flake = import {repo}/flake.nix;
-          self = flake.outputs {{ inherit self nixpkgs; home-manager.outPath = {hm}; }};
+          self = flake.outputs {{ inherit self nixpkgs; home-manager.outPath = {hm}; nix-darwin.outPath = {nd}; }};
           checks = self.checks.x86_64-linux;
           evaluation = lib.filter (n: lib.hasPrefix "nixos-" n || lib.hasPrefix "home-" n) (lib.attrNames checks);
         in {{
@@ -846,6 +846,7 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
         nixos = trees.nixos.display(),
         hm_nixpkgs = trees.hm_nixpkgs.display(),
         hm = trees.home_manager.display(),
+        nd = trees.nix_darwin.display(),
         repo = repo().display(),
     );
     let got = nix_eval(&expr).unwrap_or_else(|e| panic!("evaluating the flake's checks:\n{e}"));
