@@ -7,7 +7,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context, Result};
@@ -16,6 +16,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use super::walk::Dir;
+use crate::platform::fd;
 
 /// Ownership to give a file; `None` leaves it owned by the installer (root before users exist).
 pub type Owner = Option<(u32, u32)>;
@@ -83,7 +84,7 @@ pub fn set_dir_mode(dir: &Dir, mode: u32) -> Result<()> {
 /// Changes the owner of an open directory.
 pub fn chown_dir(dir: &Dir, owner: (u32, u32)) -> Result<()> {
     let (uid, gid) = ids(owner);
-    rfs::chownat(dir.fd(), "", uid, gid, AtFlags::EMPTY_PATH).with_context(|| {
+    fd::chown(dir.fd(), uid, gid).with_context(|| {
         format!(
             "cannot chown {} to {}:{}",
             dir.path().display(),
@@ -200,14 +201,14 @@ pub fn stat_at(dir: &Dir, name: &OsStr) -> Result<Option<Stat>> {
     }
 }
 
-/// An `O_PATH` handle on `name` in `dir` itself (a symlink is not followed) and what it is;
+/// A handle (see [`fd`]) on `name` in `dir` itself (a symlink is not followed) and what it is;
 /// `None` when nothing is there. Whatever happens to the name later, the handle stays on
 /// this inode.
 pub fn open_handle(dir: &Dir, name: &OsStr) -> Result<Option<(OwnedFd, Stat)>> {
     let fd = match rfs::openat(
         dir.fd(),
         name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        fd::HANDLE_FLAGS | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
         Ok(fd) => fd,
@@ -231,31 +232,23 @@ pub fn open_regular(dir: &Dir, name: &OsStr) -> Result<Option<File>> {
     if !is_regular(&st) {
         return Ok(None);
     }
-    reopen(&handle, OFlags::RDONLY)
+    reopen(&handle)
         .map(Some)
         .with_context(|| format!("cannot open {}", show(dir, name)))
 }
 
-/// Opens the inode behind an `O_PATH` handle (through `/proc/self/fd`, which names exactly
-/// that inode).
-pub fn reopen(handle: &OwnedFd, flags: OFlags) -> io::Result<File> {
-    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
-    Ok(File::from(rfs::open(
-        proc.as_str(),
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?))
+/// Opens the inode behind a handle for reading.
+pub fn reopen(handle: &OwnedFd) -> io::Result<File> {
+    fd::reopen_readonly(handle.as_fd())
 }
 
 /// Sets mode and owner of the inode behind `handle`.
 pub fn give_handle(handle: &OwnedFd, mode: u32, owner: Owner) -> io::Result<()> {
     if let Some(owner) = owner {
         let (uid, gid) = ids(owner);
-        rfs::chownat(handle, "", uid, gid, AtFlags::EMPTY_PATH)?;
+        fd::chown(handle.as_fd(), uid, gid)?;
     }
-    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
-    rfs::chmod(proc.as_str(), Mode::from_raw_mode(mode))?;
-    Ok(())
+    fd::chmod(handle.as_fd(), Mode::from_raw_mode(mode))
 }
 
 /// Chowns `name` in `dir` only if it is still the file `expected` that the install phase
@@ -304,15 +297,7 @@ pub fn chown_if_same(
 
 /// Hard-links the inode behind `handle` as `name` in `dir`.
 pub fn link_handle(handle: &OwnedFd, dir: &Dir, name: &OsStr) -> io::Result<()> {
-    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
-    rfs::linkat(
-        rfs::CWD,
-        proc.as_str(),
-        dir.fd(),
-        name,
-        AtFlags::SYMLINK_FOLLOW,
-    )?;
-    Ok(())
+    fd::link(handle.as_fd(), dir.fd(), name)
 }
 
 /// Removes `name` in `dir` (not a directory).

@@ -467,7 +467,7 @@ impl<'a> NewGeneration<'a> {
         if !recorded.is(&st) || !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
             return None;
         }
-        fs::reopen(&handle, rustix::fs::OFlags::RDONLY).ok()
+        fs::reopen(&handle).ok()
     }
 
     /// Records an entry's units and file, and queues the units when it changed.

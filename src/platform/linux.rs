@@ -1,7 +1,10 @@
 //! The Linux system calls behind the platform layer (the only file compiled for Linux alone).
 
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
 
 use super::Os;
 
@@ -39,7 +42,6 @@ pub fn is_mount_root(fd: BorrowedFd<'_>) -> Option<bool> {
 /// `/proc/self/fd` name: the directory that was walked, whatever its path is now.
 pub fn mount_ramfs(fd: BorrowedFd<'_>) -> io::Result<()> {
     use rustix::mount::{mount, MountFlags};
-    use std::os::fd::AsRawFd;
     let target = format!("/proc/self/fd/{}", fd.as_raw_fd());
     Ok(mount(
         "ramfs",
@@ -47,5 +49,40 @@ pub fn mount_ramfs(fd: BorrowedFd<'_>) -> io::Result<()> {
         "ramfs",
         MountFlags::NODEV | MountFlags::NOSUID,
         c"mode=0751",
+    )?)
+}
+
+pub const HANDLE_FLAGS: OFlags = OFlags::PATH;
+
+/// `/proc/self/fd/N` names exactly the inode an `O_PATH` handle holds.
+fn proc_name(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+pub fn reopen_readonly(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(
+        proc_name(fd).as_str(),
+        flags,
+        Mode::empty(),
+    )?)
+}
+
+pub fn chown_handle(fd: BorrowedFd<'_>, uid: Option<Uid>, gid: Option<Gid>) -> io::Result<()> {
+    Ok(rustix::fs::chownat(fd, "", uid, gid, AtFlags::EMPTY_PATH)?)
+}
+
+pub fn chmod_handle(fd: BorrowedFd<'_>, mode: Mode) -> io::Result<()> {
+    Ok(rustix::fs::chmod(proc_name(fd).as_str(), mode)?)
+}
+
+pub fn link_handle(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let source = proc_name(fd);
+    Ok(rustix::fs::linkat(
+        rustix::fs::CWD,
+        source.as_str(),
+        dir,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
     )?)
 }

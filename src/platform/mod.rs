@@ -1,10 +1,11 @@
 //! Everything that differs between Linux and macOS, and nothing else: how staged files are
-//! made durable ([`flush`]), where a private plaintext directory goes ([`plaintext`]) and the
-//! installer's in-memory secrets filesystem ([`secrets_fs`]: a ramfs on Linux, an HFS RAM disk
+//! made durable ([`flush`]), where a private plaintext directory goes ([`plaintext`]), the
+//! installer's handles on inodes ([`fd`]) and its in-memory secrets filesystem ([`secrets_fs`]: a ramfs on Linux, an HFS RAM disk
 //! made with `hdiutil` on macOS). Each choice is a value picked at run time, so the tests on
 //! Linux exercise the macOS logic too; only the `sys` shims below are chosen by `cfg`, and
 //! they are a few lines each.
 
+pub mod fd;
 pub mod flush;
 pub mod plaintext;
 pub mod ramdisk;
