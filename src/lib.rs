@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lock;
 pub mod manual;
 pub mod output;
+pub mod platform;
 pub mod progress;
 pub mod prompt;
 pub mod rekey;
