@@ -448,3 +448,48 @@ fn the_nix_fallback_is_refused_when_the_root_cannot_be_expressed_to_nix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_rules_file_that_is_a_symlink_leading_outside_is_not_read() {
+    // The pull request replaces `secrets.nix` itself with a link: its target's first lines
+    // would otherwise come back in the syntax error's source excerpt.
+    let u = Untrusted::new();
+    fs::write(
+        u.path("outside/environ"),
+        format!("GITHUB_TOKEN=ghp_{SECRET}\nmore\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(u.path("outside/environ"), u.path("repo/secrets.nix")).unwrap();
+    for action in ["--check", "--dump-rules"] {
+        let out = u.cmd().arg(action).output().unwrap();
+        let (stdout, stderr) = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{action}: {stderr}");
+        assert!(
+            stderr.contains("outside the rules root") && stderr.contains("--impure"),
+            "{action}: no reason or way out: {stderr}"
+        );
+        assert!(
+            !stdout.contains(SECRET) && !stderr.contains(SECRET),
+            "{action} revealed the link's target:\n{stdout}\n{stderr}"
+        );
+    }
+    // A link to a rules file inside the repository is still followed, and `--impure` reads
+    // the outside one as before (its syntax error is then the user's own business).
+    fs::remove_file(u.path("repo/secrets.nix")).unwrap();
+    fs::create_dir(u.path("repo/nix")).unwrap();
+    fs::write(
+        u.path("repo/nix/secrets.nix"),
+        "{ \"a.age\".publicKeys = [ \"inside\" ]; }\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("nix/secrets.nix", u.path("repo/secrets.nix")).unwrap();
+    let out = u.cmd().arg("--dump-rules").output().unwrap();
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"inside\""), "{stdout}");
+    fs::remove_file(u.path("repo/secrets.nix")).unwrap();
+    std::os::unix::fs::symlink(u.path("outside/environ"), u.path("repo/secrets.nix")).unwrap();
+    let out = u.cmd().args(["--impure", "--dump-rules"]).output().unwrap();
+    let (_, stderr) = output_text(&out);
+    assert!(stderr.contains("syntax error"), "{stderr}");
+}
