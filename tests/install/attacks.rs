@@ -552,3 +552,47 @@ ns_test!(
         assert_eq!(meta(&stranger), (0o600, 0, 0));
     }
 );
+
+ns_test!(
+    a_plain_directory_planted_at_secrets_dir_is_not_taken_for_the_previous_generation,
+    |env| {
+        // `age.secretsDir` below a directory a user owns (`/var/lib/app/secrets` with
+        // `/var/lib/app` the service's): the user replaces the link with a plain directory,
+        // as an older setup would have left, holding a hard link to a root file (a 0666 one,
+        // which `protected_hardlinks` lets them link). A failing secret must not make root
+        // "keep" that file by giving it the declared mode and owner.
+        if !require_program("attacks", "setpriv") {
+            return;
+        }
+        let home = alice_home(env);
+        fs::create_dir("/run/victim").unwrap();
+        let victim = Path::new("/run/victim/shared");
+        fs::write(victim, b"ORIGINAL").unwrap();
+        fs::set_permissions(victim, fs::Permissions::from_mode(0o666)).unwrap();
+        as_nobody(&format!(
+            "mkdir {h}/agenix && ln {v} {h}/agenix/token",
+            h = home.display(),
+            v = victim.display()
+        ));
+        let other = super::ssh_keygen(&env.root.join("other_key"));
+        let token = env.encrypt_to("token", b"TOKEN", &other);
+        let secrets_dir = home.join("agenix");
+        let manifest = json!({
+            "version": 1,
+            "mode": "system",
+            "secretsDir": secrets_dir,
+            "secretsMountPoint": "/run/agenix.d",
+            "identityPaths": [env.key],
+            "secrets": [{
+                "name": "token", "file": token, "path": secrets_dir.join("token"),
+                "mode": "0400", "owner": "65534", "group": "65534",
+            }],
+        });
+        let out = env.install_with(&manifest, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("error: secret `token`"), "{err}");
+        assert_eq!(fs::read(victim).unwrap(), b"ORIGINAL");
+        assert_eq!(meta(victim), (0o666, 0, 0), "the victim was given away");
+    }
+);
