@@ -493,3 +493,47 @@ fn a_rules_file_that_is_a_symlink_leading_outside_is_not_read() {
     let (_, stderr) = output_text(&out);
     assert!(stderr.contains("syntax error"), "{stderr}");
 }
+
+#[test]
+fn names_with_control_characters_cannot_forge_lines_in_ci_logs() {
+    // A newline in a rule name starts a line of the attacker's choosing in `--check`'s output,
+    // which CI reads as a workflow command (`::error::`, `::add-mask::`); an escape sequence
+    // rewrites what a terminal shows.
+    let u = Untrusted::new();
+    for name in [
+        "a\n::error::FORGED\nb.age",
+        "a\r::error::FORGED.age",
+        "a\u{1b}[2K::error::FORGED.age",
+    ] {
+        fs::write(
+            u.path("repo/secrets.nix"),
+            // Raw in the Nix string: Nix has no escape for ESC.
+            format!("{{\n  \"{name}\".publicKeys = [ ];\n}}\n"),
+        )
+        .unwrap();
+        for action in ["--check", "--dump-rules"] {
+            let out = u.cmd().arg(action).output().unwrap();
+            let (stdout, stderr) = output_text(&out);
+            if action == "--dump-rules" {
+                // JSON escapes it: the evaluated value is shown as it is.
+                assert!(out.status.success(), "{name:?}: {stderr}");
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(1), "{name:?}: {stderr}");
+            assert!(
+                stderr.contains("secrets.nix:2:3:") && stderr.contains("control character"),
+                "{name:?}: not refused, located: {stderr}"
+            );
+            for text in [&stdout, &stderr] {
+                assert!(
+                    !text.contains('\u{1b}') && !text.contains('\r'),
+                    "{name:?}: {text:?}"
+                );
+                assert!(
+                    text.lines().all(|l| !l.starts_with("::")),
+                    "{name:?} forged a line: {text}"
+                );
+            }
+        }
+    }
+}
