@@ -537,3 +537,36 @@ fn names_with_control_characters_cannot_forge_lines_in_ci_logs() {
         }
     }
 }
+
+#[test]
+fn file_names_in_the_repository_cannot_forge_lines_in_ci_logs() {
+    // Git stores any byte but `/` and NUL in a file name: an orphan `.age` file, or a
+    // generator string, committed with a newline or ESC in it is shown escaped by `--check`.
+    let u = Untrusted::new();
+    fs::write(
+        u.path("repo/secrets.nix"),
+        "{\n  \"g.age\" = { publicKeys = [ ]; generator = \"hex:8\n::error::FORGED\"; };\n}\n",
+    )
+    .unwrap();
+    for name in ["a\n::error::FORGED\nb.age", "c\u{1b}[2K::error::FORGED.age"] {
+        fs::write(u.path("repo").join(name), "").unwrap();
+    }
+    let out = u.cmd().arg("--check").output().unwrap();
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains("a\\n::error::FORGED\\nb.age: no rule names this file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("c\\u{1b}[2K::error::FORGED.age"),
+        "{stdout}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            text.lines().all(|l| !l.starts_with("::")),
+            "a line was forged: {text}"
+        );
+    }
+}
