@@ -246,8 +246,14 @@ impl Dir {
 
 const ON_FUSE: &str = "is on a FUSE filesystem (served by a user-space program)";
 
-/// Whether `fd` is on FUSE; a filesystem that cannot be asked counts as one.
+/// Whether root is looking at `fd` on FUSE (a filesystem that cannot be asked counts as
+/// one). Only root: a FUSE mount is seen by root because its owner allowed it, and then
+/// speaks for that owner; home-manager's installer runs as the user, whose own FUSE home
+/// (gocryptfs, …) must keep working.
 fn on_fuse(fd: &OwnedFd) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        return false;
+    }
     // `f_type`'s integer type differs between architectures.
     #[allow(clippy::unnecessary_cast)]
     rfs::fstatfs(fd).map_or(true, |fs| fs.f_type as u64 == FUSE_SUPER_MAGIC)
