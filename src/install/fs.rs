@@ -260,6 +260,7 @@ pub fn chown_if_same(
     expected: FileId,
     owner: (u32, u32),
     mode: u32,
+    single_link: bool,
 ) -> Result<()> {
     let Some((handle, st)) = open_handle(dir, name)? else {
         bail!(
@@ -271,6 +272,16 @@ pub fn chown_if_same(
         bail!(
             "{} is no longer the file the install phase wrote (it was replaced): not chowned",
             show(dir, name)
+        );
+    }
+    // A file the install phase wrote at a custom path has one name. A second one means the
+    // inode is shared with a name elsewhere: a user who deleted ours and hard-linked a file of
+    // root's that was given the same inode number, which the chown must not hand over.
+    if single_link && st.st_nlink != 1 {
+        bail!(
+            "{} has {} hard links, the install phase left it with one: not chowned",
+            show(dir, name),
+            st.st_nlink
         );
     }
     if (st.st_uid, st.st_gid) == owner {
@@ -490,7 +501,7 @@ mod tests {
             rustix::process::getuid().as_raw(),
             rustix::process::getgid().as_raw(),
         );
-        let err = chown_if_same(&dir, OsStr::new("s"), id, me, 0o400).unwrap_err();
+        let err = chown_if_same(&dir, OsStr::new("s"), id, me, 0o400, true).unwrap_err();
         assert!(
             format!("{err:#}").contains("is no longer the file"),
             "{err:#}"

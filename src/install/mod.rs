@@ -718,7 +718,10 @@ fn chown_entries(
         let result = (|| {
             let ids = owners.resolve(&e.owner, &e.group)?;
             let (dir, name) = e.locate(generation, false)?;
-            fs::chown_if_same(&dir, &name, expected, ids, e.mode)
+            // Generation files may share their inode with the previous generation (a kept
+            // version is linked, not copied); a file at a custom path never does.
+            let single_link = !e.lives_in_generation();
+            fs::chown_if_same(&dir, &name, expected, ids, e.mode, single_link)
         })();
         if let Err(err) = result {
             outcome.failures.push(format!("{}: {err:#}", e.what()));

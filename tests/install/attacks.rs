@@ -267,6 +267,35 @@ ns_test!(
 );
 
 ns_test!(
+    a_file_at_a_custom_path_with_a_second_hard_link_is_not_chowned,
+    |env| {
+        if !require_program("attacks", "setpriv") {
+            return;
+        }
+        let home = alice_home(env);
+        let victim = Victim::new(env, "target");
+        as_nobody(&format!("mkdir -p {}/app/conf", home.display()));
+        let secret = home.join("app/conf/target");
+        let manifest = with_token(env, &secret, false, "late");
+        let out = env.install_with(&manifest, &["--phase", "install"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        create_late_user(env);
+        // What an inode reused by a root file and hard-linked into place looks like to the
+        // chown phase: the recorded inode, with a second name outside. (Made by root here:
+        // protected_hardlinks keeps a user from linking root's files on this machine.)
+        fs::hard_link(&secret, home.join("second-name")).unwrap();
+        let out = env.install_with(&manifest, &["--phase", "chown"]);
+        assert_only_token_failed(&out, "has 2 hard links, the install phase left it with one");
+        assert_eq!(
+            meta(&secret).1,
+            0,
+            "the shared inode was not handed to `late`"
+        );
+        victim.assert_untouched();
+    }
+);
+
+ns_test!(
     an_owner_whose_uid_changes_between_the_phases_still_gets_the_file,
     |env| {
         // `late` exists at install time (the file is created as 4321) and `users` renumbers it.
