@@ -50,6 +50,26 @@ let
       };
     }
     // lib.optionalAttrs isSystem {
+      credentials = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "nginx.service" ];
+        description = ''
+          Services that receive this file as the systemd credential `credentialName`
+          (`LoadCredential=`), readable by the service, `DynamicUser=` ones included, at
+          `$CREDENTIALS_DIRECTORY/<credentialName>` (`%d/<credentialName>` in the unit). They are
+          restarted when the file changes, like `restartUnits`.
+        '';
+      };
+      credentialName = mkOption {
+        type = types.str;
+        default = lib.replaceStrings [ "/" ] [ "_" ] config.name;
+        defaultText = literalExpression ''lib.replaceStrings [ "/" ] [ "_" ] name'';
+        description = ''
+          Name of the credential in the units of `credentials`: printable ASCII without `/` and
+          `:`, at most 255 characters, not `.` or `..` (systemd's rules).
+        '';
+      };
       owner = mkOption {
         type = types.str;
         default = "0";

@@ -16,13 +16,17 @@
   reloadListFile ? null,
 }:
 let
+  unique = builtins.foldl' (seen: u: if builtins.elem u seen then seen else seen ++ [ u ]) [ ];
+
   common = defaultPath: e: {
     path = e.path or defaultPath;
     mode = e.mode or "0400";
     owner = e.owner or "0";
     group = e.group or "0";
     symlink = e.symlink or true;
-    restartUnits = e.restartUnits or [ ];
+    # A service reading the file as a credential has a copy of it: it must restart to see a
+    # change (nix/credentials.nix).
+    restartUnits = unique ((e.restartUnits or [ ]) ++ (e.credentials or [ ]));
     reloadUnits = e.reloadUnits or [ ];
   };
 
