@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser};
 
 use crate::error::{self, UserError};
-use crate::keys::{self, Identities, TerminalPrompt};
+use crate::keys::{self, Identities};
+use crate::prompt::TerminalPrompt;
 use crate::rules::{self, LoadOptions, Rules, Secret};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
@@ -68,6 +69,11 @@ pub struct Args {
     /// Say what is being done
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Let the rules file read outside its repository, see environment variables, and let a
+    /// nix-instantiate fallback fetch; only for rules files you trust
+    #[arg(long, env = "RAGENIX_IMPURE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub impure: bool,
 
     /// Print the rules file evaluated to JSON and exit
     #[arg(long, group = "action")]
@@ -235,6 +241,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn load_options(args: &Args) -> LoadOptions {
     LoadOptions {
         verbose: args.verbose,
+        impure: args.impure,
     }
 }
 

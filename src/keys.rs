@@ -6,18 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
 use age::secrecy::{ExposeSecret, SecretString};
-use age::{plugin, ssh, x25519, Callbacks, DecryptError, IdentityFile};
+use age::{plugin, ssh, Callbacks, DecryptError, IdentityFile};
 use age_core::format::{FileKey, Stanza};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::prelude::{Engine, BASE64_STANDARD_NO_PAD};
 
 use crate::error::UserError;
+use crate::rules::Recipient;
 
 /// A recipient we can encrypt to, shareable across rekey threads.
 pub type BoxRecipient = Box<dyn age::Recipient + Send + Sync>;
@@ -28,103 +27,61 @@ pub type BoxIdentity = Box<dyn age::Identity + Send + Sync>;
 /// prompt when set (GUI front-ends, scripts, tests).
 pub const ASKPASS_ENV: &str = "RAGENIX_ASKPASS";
 
-/// Asks the user for the passphrase of an encrypted ssh key.
+/// Asks the user things: the passphrase of an encrypted ssh key, and what age plugins (a
+/// yubikey's PIN or touch) want to know. The terminal implementation is in
+/// [`crate::prompt`]; the plugin defaults are for where nobody can be asked (messages to
+/// stderr, no answers).
 pub trait Prompt: Send + Sync {
     /// `Ok(None)` means the user declined; `Err` means we could not ask at all.
     fn passphrase(&self, key_file: &str) -> Result<Option<SecretString>>;
-}
 
-/// The prompt used by the command line: `$RAGENIX_ASKPASS` when set, else the terminal.
-pub struct TerminalPrompt;
+    /// A message from an age plugin.
+    fn plugin_message(&self, message: &str) {
+        eprintln!("{message}");
+    }
 
-impl Prompt for TerminalPrompt {
-    fn passphrase(&self, key_file: &str) -> Result<Option<SecretString>> {
-        if let Some(program) = std::env::var_os(ASKPASS_ENV).filter(|p| !p.is_empty()) {
-            let out = Command::new(&program)
-                .arg(format!("Passphrase for {key_file}: "))
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .with_context(|| {
-                    format!("running ${ASKPASS_ENV} ({})", program.to_string_lossy())
-                })?;
-            if !out.status.success() {
-                return Ok(None);
-            }
-            let text = String::from_utf8(out.stdout)
-                .map_err(|_| anyhow!("${ASKPASS_ENV} printed a passphrase that is not UTF-8"))?;
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            return Ok(Some(SecretString::from(text.to_owned())));
-        }
-        if !io::stderr().is_terminal() || !io::stdin().is_terminal() {
-            return Err(UserError::with_hint(
-                format!("{key_file} is passphrase-protected and there is no terminal to ask for the passphrase"),
-                format!("run ragenix from a terminal, set {ASKPASS_ENV} to a program printing the passphrase, or pass an unencrypted identity with -i"),
-            )
-            .into());
-        }
-        let pass = crate::progress::suspend(|| {
-            dialoguer::Password::new()
-                .with_prompt(format!("Passphrase for {key_file}"))
-                .allow_empty_password(true)
-                .interact()
-        })
-        .context("reading the passphrase")?;
-        Ok(Some(SecretString::from(pass)))
+    /// A plugin's yes/no question; `None`: nobody to ask.
+    fn plugin_confirm(&self, _message: &str, _yes: &str, _no: Option<&str>) -> Option<bool> {
+        None
+    }
+
+    /// A plugin's request for a value that is not secret; `None`: nobody to ask.
+    fn plugin_public_string(&self, _description: &str) -> Option<String> {
+        None
+    }
+
+    /// A plugin's request for a secret such as a PIN; `None`: nobody to ask.
+    fn plugin_passphrase(&self, _description: &str) -> Option<SecretString> {
+        None
     }
 }
 
-/// Callbacks for age plugins (a yubikey asking for its PIN or a touch): messages go to stderr,
-/// questions to the terminal when there is one, with the progress bar hidden meanwhile.
-#[derive(Clone, Copy)]
-pub struct PluginCallbacks;
+/// Where nobody can be asked anything (the installer at boot): no passphrase, no plugin
+/// answers.
+pub struct Unattended;
 
-fn interactive() -> bool {
-    io::stderr().is_terminal() && io::stdin().is_terminal()
+impl Prompt for Unattended {
+    fn passphrase(&self, _key_file: &str) -> Result<Option<SecretString>> {
+        Ok(None)
+    }
 }
 
-impl Callbacks for PluginCallbacks {
+/// age's plugin callbacks, answered by a [`Prompt`].
+#[derive(Clone)]
+pub struct PromptCallbacks(pub Arc<dyn Prompt>);
+
+impl Callbacks for PromptCallbacks {
     fn display_message(&self, message: &str) {
-        crate::progress::suspend(|| eprintln!("{message}"));
+        self.0.plugin_message(message);
     }
     fn confirm(&self, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
-        if !interactive() {
-            return None;
-        }
-        let mut items = vec![yes];
-        items.extend(no);
-        crate::progress::suspend(|| {
-            dialoguer::Select::new()
-                .with_prompt(message)
-                .items(&items)
-                .default(0)
-                .interact()
-                .ok()
-                .map(|i| i == 0)
-        })
+        self.0.plugin_confirm(message, yes, no)
     }
     fn request_public_string(&self, description: &str) -> Option<String> {
-        if !interactive() {
-            return None;
-        }
-        crate::progress::suspend(|| {
-            dialoguer::Input::<String>::new()
-                .with_prompt(description)
-                .interact_text()
-                .ok()
-        })
+        self.0.plugin_public_string(description)
     }
     fn request_passphrase(&self, description: &str) -> Option<SecretString> {
-        if !interactive() {
-            return None;
-        }
-        crate::progress::suspend(|| {
-            dialoguer::Password::new()
-                .with_prompt(description)
-                .interact()
-                .ok()
-                .map(SecretString::from)
-        })
+        self.0.plugin_passphrase(description)
     }
 }
 
@@ -141,24 +98,17 @@ pub fn recipients(name: &str, keys: &[String]) -> Result<Vec<BoxRecipient>> {
     let mut out: Vec<BoxRecipient> = Vec::with_capacity(keys.len());
     let mut plugins: BTreeMap<String, Vec<plugin::Recipient>> = BTreeMap::new();
     for key in keys {
-        if let Ok(r) = key.parse::<x25519::Recipient>() {
-            out.push(Box::new(r));
-        } else if key.starts_with("ssh-") {
-            match key.parse::<ssh::Recipient>() {
-                Ok(r) => out.push(Box::new(r)),
-                Err(e) => bail!(
-                    "secret \"{name}\": invalid recipient \"{key}\": {}",
-                    ssh_recipient_error(&e)
-                ),
-            }
-        } else if let Ok(r) = key.parse::<plugin::Recipient>() {
-            plugins.entry(r.plugin().to_owned()).or_default().push(r);
-        } else {
-            bail!("secret \"{name}\": invalid recipient \"{key}\": not an age, ssh-ed25519, ssh-rsa or age plugin public key");
+        match Recipient::parse(key) {
+            Ok(Recipient::X25519(r)) => out.push(Box::new(r)),
+            Ok(Recipient::Ssh { recipient, .. }) => out.push(Box::new(recipient)),
+            Ok(Recipient::Plugin(r)) => plugins.entry(r.plugin().to_owned()).or_default().push(r),
+            Err(why) => bail!("secret \"{name}\": invalid recipient \"{key}\": {why}"),
         }
     }
     for (plugin_name, list) in plugins {
-        let p = plugin::RecipientPluginV1::new(&plugin_name, &list, &[], PluginCallbacks)
+        // Only the command line encrypts, so plugins may ask at the terminal.
+        let callbacks = PromptCallbacks(Arc::new(crate::prompt::TerminalPrompt));
+        let p = plugin::RecipientPluginV1::new(&plugin_name, &list, &[], callbacks)
             .map_err(|_| {
                 UserError::with_hint(
                     format!("secret \"{name}\": recipient {} needs the plugin age-plugin-{plugin_name}, which is not on PATH", list[0]),
@@ -168,19 +118,6 @@ pub fn recipients(name: &str, keys: &[String]) -> Result<Vec<BoxRecipient>> {
         out.push(Box::new(p));
     }
     Ok(out)
-}
-
-fn ssh_recipient_error(e: &ssh::ParseRecipientKeyError) -> String {
-    match e {
-        ssh::ParseRecipientKeyError::Ignore => "ignored key type".into(),
-        ssh::ParseRecipientKeyError::Invalid(why) => (*why).into(),
-        ssh::ParseRecipientKeyError::RsaModulusTooLarge => "RSA modulus too large".into(),
-        ssh::ParseRecipientKeyError::RsaModulusTooSmall => {
-            "RSA modulus too small (weak key, below 2048 bits)".into()
-        }
-        ssh::ParseRecipientKeyError::Unsupported(t) => format!("unsupported ssh key type {t}"),
-        _ => "not a supported ssh public key".into(),
-    }
 }
 
 /// The identities given with `-i`, or agenix's defaults.
@@ -316,7 +253,10 @@ fn load_identity_file(
         }
         let parsed = IdentityFile::from_buffer(&data[..])
             .map_err(|e| anyhow!("{e}"))?
-            .with_callbacks(PluginCallbacks)
+            .with_callbacks(PromptCallbacks(match unlock {
+                Some((prompt, _)) => prompt.clone(),
+                None => Arc::new(Unattended),
+            }))
             .into_identities()
             .map_err(|e| anyhow!("{e}"))?;
         if parsed.is_empty() {
@@ -399,6 +339,7 @@ impl age::Identity for LockedSshKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
@@ -421,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_plugin_recipient_without_its_plugin_names_the_plugin() {
-        let id = x25519::Identity::generate();
+        let id = age::x25519::Identity::generate();
         // A syntactically valid plugin recipient for a plugin that cannot exist on PATH.
         let r = bech32_plugin_recipient("ragenixnosuchplugin", id.to_public().to_string());
         let err = recipients("p.age", &[r]).err().unwrap();

@@ -16,6 +16,7 @@ pub mod install;
 pub mod keys;
 pub mod manual;
 pub mod progress;
+pub mod prompt;
 pub mod rekey;
 pub mod rules;
 pub mod schema;

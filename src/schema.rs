@@ -1,11 +1,11 @@
 //! `--schema`: the JSON Schema (draft 2020-12) of an evaluated rules file, for editors and CI.
 //!
 //! It describes what [`crate::rules::Rules::from_json`] and
-//! [`crate::generate::Generator::from_json`] accept together; tests keep the three in step.
+//! [`crate::rules::Generator::from_json`] accept together; tests keep the three in step.
 
 use serde_json::{json, Value as Json};
 
-use crate::generate::MAX_LEN;
+use crate::rules::MAX_LEN;
 
 /// The JSON Schema of the rules format (the value `secrets.nix` evaluates to).
 pub fn rules_schema() -> Json {
@@ -17,6 +17,11 @@ pub fn rules_schema() -> Json {
         "title": "ragenix rules",
         "description": "What secrets.nix evaluates to: for each secret file (relative to the rules file's directory), who may decrypt it and how it is written.",
         "type": "object",
+        "propertyNames": {
+            "description": "The secret's file, relative to the rules file's directory; it must stay inside the repository holding the rules file (neither empty, nor the directory itself, nor absolute, nor leading out through .. or a symlink, which a schema cannot see).",
+            "minLength": 1,
+            "not": { "pattern": "^(/|(\\./)*\\.?/*$)" }
+        },
         "additionalProperties": { "$ref": "#/$defs/secret" },
         "$defs": {
             "secret": {
@@ -82,7 +87,7 @@ pub fn rules_schema() -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::Generator;
+    use crate::rules::Generator;
     use crate::rules::Rules;
     use std::path::Path;
 
@@ -155,6 +160,10 @@ mod tests {
             json!({"a.age": {"publicKeys": [], "generator": {"script": "x", "interpreter": "  "}}}),
             json!({"a.age": {"publicKeys": [], "generator": {"scirpt": "x"}}}),
             json!({"a.age": {"publicKeys": [], "generator": {}}}),
+            json!({"/etc/a.age": {"publicKeys": []}}),
+            json!({"": {"publicKeys": []}}),
+            json!({".": {"publicKeys": []}}),
+            json!({"./": {"publicKeys": []}}),
         ];
         for value in &valid {
             assert!(

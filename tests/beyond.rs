@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ragenix::check::{check, stale, Finding};
-use ragenix::generate::{self, Generator};
+use ragenix::generate;
+use ragenix::rules::Generator;
 use ragenix::rules::{LoadOptions, Rules};
 use ragenix::schema::rules_schema;
 use serde_json::{json, Value as Json};

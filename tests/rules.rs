@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use ragenix::rules;
 
-use crate::util::{corpus_dir, require_program};
+use crate::util::{copy_as_repository, corpus_dir, require_program};
 
 fn cases(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -37,12 +37,14 @@ fn check_open_cases(folder: &str) -> (usize, Vec<String>) {
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "secrets.nix".to_owned());
         let expected = read_json(&case.join("expected.json"));
-        match rules::evaluate_own(&case.join(&entry)) {
-            Ok(got) if got.json == expected => {}
+        // The case folder plays the repository, so confinement is what a user would get.
+        let repo = copy_as_repository(case);
+        match rules::evaluate_own(&repo.path().join(&entry)) {
+            Ok(got) if got == expected => {}
             Ok(got) => failures.push(format!(
                 "{}: got {}\nexpected {}",
                 case.display(),
-                got.json,
+                got,
                 expected
             )),
             Err(e) => failures.push(format!("{}: {e}", case.display())),
@@ -87,7 +89,8 @@ fn corpus_error_cases_fail_at_the_position_nix_names() {
             .expect("expected-error.txt has an at: line");
         let (file, rest) = at.split_once(':').unwrap();
         let line = rest.split(':').next().unwrap();
-        match rules::evaluate_own(&case.join(file)) {
+        let repo = copy_as_repository(&case);
+        match rules::evaluate_own(&repo.path().join(file)) {
             Ok(v) => failures.push(format!("{}: evaluated to {v:?}", case.display())),
             Err(e) => {
                 let msg = e.to_string();
@@ -161,11 +164,11 @@ fn fixtures_evaluate_as_real_nix_does() {
         let theirs = nix_instantiate(&file);
         let ours = rules::evaluate_own(&file);
         match (theirs, ours) {
-            (Ok(t), Ok(o)) if t == o.json => {}
+            (Ok(t), Ok(o)) if t == o => {}
             (t, o) => failures.push(format!(
                 "{}:\n  nix:  {t:?}\n  ours: {:?}",
                 case.display(),
-                o.map(|o| o.json)
+                o
             )),
         }
     }
@@ -198,7 +201,7 @@ fn fixture_errors_are_reported_where_real_nix_reports_them() {
         };
         let ours = match rules::evaluate_own(file) {
             Ok(v) => {
-                failures.push(format!("{}: we accept it: {}", file.display(), v.json));
+                failures.push(format!("{}: we accept it: {v}", file.display()));
                 continue;
             }
             Err(e) => e.to_string(),
@@ -299,7 +302,14 @@ fn unsupported_constructs_fall_back_to_nix_instantiate() {
     if !require_program(test, "nix-instantiate") {
         return;
     }
-    let json = rules::evaluate(&file, &rules::LoadOptions { verbose: true }).unwrap();
+    let json = rules::evaluate(
+        &file,
+        &rules::LoadOptions {
+            verbose: true,
+            impure: false,
+        },
+    )
+    .unwrap();
     assert_eq!(
         json["a.age"]["publicKeys"][0],
         "8ce4b16b22b58894aa86c421e8759df3"
@@ -313,12 +323,47 @@ fn ordinary_errors_never_fall_back() {
         dir.path(),
         "{ \"a.age\".publicKeys = [ (throw \"no key\") ]; }",
     );
-    let msg = rules::evaluate(&file, &rules::LoadOptions { verbose: true })
-        .unwrap_err()
-        .to_string();
+    let msg = rules::evaluate(
+        &file,
+        &rules::LoadOptions {
+            verbose: true,
+            impure: false,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         msg.starts_with(&format!("{}:1:27: error: no key", file.display())),
         "{msg}"
     );
     assert!(!msg.contains("nix-instantiate"), "{msg}");
+}
+
+#[test]
+fn store_paths_of_trees_links_and_the_root_match_real_nix() {
+    let test = "store_paths_of_trees_links_and_the_root_match_real_nix";
+    if !require_program(test, "nix-instantiate") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::write(root.join("sub/a"), "a\n").unwrap();
+    std::fs::write(root.join("sub/deeper/run"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.join("sub/deeper/run"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("a", root.join("sub/link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/outside", root.join("sub/dangling")).unwrap();
+    let file = write_rules(
+        root,
+        "[ ./sub ./sub/link \"${./sub/deeper}\" ./. (builtins.toString ./.) ]",
+    );
+    let theirs = nix_instantiate(&file).expect("real Nix evaluates it");
+    let ours = rules::evaluate_own(&file).unwrap();
+    assert_eq!(ours, theirs);
 }

@@ -55,3 +55,23 @@ pub fn corpus_dir(test: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// A copy of `dir` in a fresh temp dir with a `.git` marker at its top, so that the copy is the
+/// rules root of any rules file in it (as the repository it came from would be).
+pub fn copy_as_repository(dir: &std::path::Path) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.unwrap();
+        let to = tmp.path().join(entry.path().strip_prefix(dir).unwrap());
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+    std::fs::create_dir(tmp.path().join(".git")).unwrap();
+    tmp
+}

@@ -1,19 +1,61 @@
-//! Filesystem primitives for the installer: files created in their final mode and swapped in by
-//! rename, atomic symlink replacement, numbered generations and their pruning, the ramfs mount.
-//! Nothing here knows about manifests.
+//! Filesystem operations of the installer, all relative to a directory reached by
+//! [`walk`](super::walk): files created in their final mode and owner and swapped in by
+//! `renameat`, atomic symlink replacement, chown of a file only if it is the inode that was
+//! written, numbered generations and their pruning, the ramfs mount. Nothing here takes a path
+//! to resolve, and nothing here knows about manifests.
 
-use std::ffi::OsString;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use rustix::fs::{Gid, Uid};
+use anyhow::{bail, Context, Result};
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+use super::walk::Dir;
 
 /// Ownership to give a file; `None` leaves it owned by the installer (root before users exist).
 pub type Owner = Option<(u32, u32)>;
+
+/// `RAMFS_MAGIC` from `<linux/magic.h>`: what `fstatfs` reports for a ramfs.
+const RAMFS_MAGIC: u64 = 0x8584_58f6;
+
+/// Which file the install phase wrote, so that a later phase (another process) can tell it
+/// from whatever a user may have put under the same name since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    /// The owner it was left with (the chown phase may find a uid changed by `users` since).
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+}
+
+impl FileId {
+    pub fn of(st: &Stat) -> FileId {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        }
+    }
+
+    /// Whether `st` is this file: same device and inode (owners change, identity does not).
+    pub fn is(&self, st: &Stat) -> bool {
+        (self.dev, self.ino) == (st.st_dev, st.st_ino)
+    }
+
+    /// The file behind an open handle, as it is now.
+    pub fn of_handle(handle: &OwnedFd) -> io::Result<FileId> {
+        Ok(FileId::of(&rfs::fstat(handle)?))
+    }
+}
 
 fn ids(owner: (u32, u32)) -> (Option<Uid>, Option<Gid>) {
     (
@@ -22,150 +64,319 @@ fn ids(owner: (u32, u32)) -> (Option<Uid>, Option<Gid>) {
     )
 }
 
-/// Creates `dir` and missing parents with `mode` (exactly, whatever the umask).
-pub fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dir_all(parent, mode)?;
-    }
-    match DirBuilder::new().mode(mode).create(dir) {
-        Ok(()) => set_mode(dir, mode),
-        // Another thread created it first.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot create directory {}", dir.display())),
-    }
+fn show(dir: &Dir, name: &OsStr) -> String {
+    dir.path().join(name).display().to_string()
 }
 
-/// Sets `path`'s mode (used on directories the installer just created or owns).
-pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))
+/// The temporary name used beside `name` while it is written.
+fn temp_name(name: &OsStr, what: &str) -> OsString {
+    let mut temp = OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".ragenix-{what}-{}", std::process::id()));
+    temp
 }
 
-/// Changes the owner of `path` itself (never a symlink's target).
-pub fn chown(path: &Path, owner: (u32, u32)) -> Result<()> {
+/// Sets the mode of an open directory (one the installer created or owns).
+pub fn set_dir_mode(dir: &Dir, mode: u32) -> Result<()> {
+    let fd = dir.reopen_readable()?;
+    rfs::fchmod(&fd, Mode::from_raw_mode(mode))
+        .with_context(|| format!("cannot set mode {mode:o} on {}", dir.path().display()))
+}
+
+/// Changes the owner of an open directory.
+pub fn chown_dir(dir: &Dir, owner: (u32, u32)) -> Result<()> {
     let (uid, gid) = ids(owner);
-    rustix::fs::chownat(
-        rustix::fs::CWD,
-        path,
-        uid,
-        gid,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .with_context(|| format!("cannot chown {} to {}:{}", path.display(), owner.0, owner.1))
+    rfs::chownat(dir.fd(), "", uid, gid, AtFlags::EMPTY_PATH).with_context(|| {
+        format!(
+            "cannot chown {} to {}:{}",
+            dir.path().display(),
+            owner.0,
+            owner.1
+        )
+    })
 }
 
-/// The temporary name used beside `path` while it is written.
-fn temp_beside(path: &Path, what: &str) -> PathBuf {
-    let mut name = OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(".ragenix-{what}-{}", std::process::id()));
-    path.with_file_name(name)
+/// Creates the new file `name` in `dir`, never more permissive than `mode`: the mode is given
+/// to `openat(O_EXCL|O_NOFOLLOW)` (the umask can only narrow it), then set exactly, and with
+/// `owner` the file is handed over, all before any byte is written.
+pub fn create_restricted(dir: &Dir, name: &OsStr, mode: u32, owner: Owner) -> io::Result<File> {
+    let fd = rfs::openat(
+        dir.fd(),
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )?;
+    give(&fd, mode, owner)?;
+    Ok(File::from(fd))
 }
 
-/// Creates a new file that is never more permissive than `mode`: the mode is given to
-/// `open(2)` (the umask can only narrow it), then widened to exactly `mode` before any byte is
-/// written. With `owner`, the file is handed over before it holds data too.
-pub fn create_restricted(path: &Path, mode: u32, owner: Owner) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    if file.metadata()?.permissions().mode() & 0o7777 != mode {
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
+/// Gives an open file exactly `mode` and, if given, `owner` (chown clears set-id bits, so the
+/// mode is set again after it).
+fn give(fd: &OwnedFd, mode: u32, owner: Owner) -> io::Result<()> {
+    if rfs::fstat(fd)?.st_mode & 0o7777 != mode {
+        rfs::fchmod(fd, Mode::from_raw_mode(mode))?;
     }
     if let Some(owner) = owner {
         let (uid, gid) = ids(owner);
-        rustix::fs::fchown(&file, uid, gid)?;
-        // chown clears set-id bits; restore them now that the owner is final.
+        rfs::fchown(fd, uid, gid)?;
         if mode & 0o6000 != 0 {
-            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            rfs::fchmod(fd, Mode::from_raw_mode(mode))?;
         }
     }
-    Ok(file)
+    Ok(())
 }
 
-/// Replaces `path` with `data` atomically: a temp file beside it in its final mode and owner,
-/// fsync, rename. Readers see the old file or the new one, never a partial or open one.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32, owner: Owner) -> Result<()> {
-    let temp = temp_beside(path, "tmp");
-    let result = (|| -> io::Result<()> {
-        let mut file = match create_restricted(&temp, mode, owner) {
+/// Replaces `name` in `dir` with `data` atomically: a temp file beside it in its final mode
+/// and owner, fsync, `renameat`. Readers see the old file or the new one, never a partial or
+/// open one. Returns the identity of the file now under `name`.
+pub fn write_atomic(
+    dir: &Dir,
+    name: &OsStr,
+    data: &[u8],
+    mode: u32,
+    owner: Owner,
+) -> Result<FileId> {
+    let temp = temp_name(name, "tmp");
+    let result = (|| -> io::Result<FileId> {
+        let mut file = match create_restricted(dir, &temp, mode, owner) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Left by a run that crashed with our pid; it is ours to remove.
-                fs::remove_file(&temp)?;
-                create_restricted(&temp, mode, owner)?
+                rfs::unlinkat(dir.fd(), &*temp, AtFlags::empty())?;
+                create_restricted(dir, &temp, mode, owner)?
             }
             other => other?,
         };
         file.write_all(data)?;
         file.sync_all()?;
-        fs::rename(&temp, path)
+        let id = FileId::of(&rfs::fstat(&file)?);
+        rfs::renameat(dir.fd(), &*temp, dir.fd(), name)?;
+        Ok(id)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&temp);
+        let _ = rfs::unlinkat(dir.fd(), &*temp, AtFlags::empty());
     }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    result.with_context(|| format!("cannot write {}", show(dir, name)))
 }
 
-/// Points `link` at `target`, replacing whatever symlink or file was there in one rename.
-pub fn symlink_atomic(target: &Path, link: &Path) -> Result<()> {
-    let temp = temp_beside(link, "link");
-    let _ = fs::remove_file(&temp);
-    std::os::unix::fs::symlink(target, &temp)
-        .and_then(|()| fs::rename(&temp, link))
+/// Points `name` in `dir` at `target`, replacing whatever symlink or file was there in one
+/// `renameat`.
+pub fn symlink_atomic(target: &OsStr, dir: &Dir, name: &OsStr) -> Result<()> {
+    let temp = temp_name(name, "link");
+    let _ = rfs::unlinkat(dir.fd(), &*temp, AtFlags::empty());
+    rfs::symlinkat(target, dir.fd(), &*temp)
+        .and_then(|()| rfs::renameat(dir.fd(), &*temp, dir.fd(), name))
         .inspect_err(|_| {
-            let _ = fs::remove_file(&temp);
+            let _ = rfs::unlinkat(dir.fd(), &*temp, AtFlags::empty());
         })
-        .with_context(|| format!("cannot link {} -> {}", link.display(), target.display()))
+        .with_context(|| {
+            format!(
+                "cannot link {} -> {}",
+                show(dir, name),
+                target.to_string_lossy()
+            )
+        })
 }
 
-/// Makes `link` a symlink to `target` even when `link` is a real directory left by an older
-/// setup: that directory is moved aside, the link renamed in, and only then is it removed.
-pub fn swap_directory_link(target: &Path, link: &Path) -> Result<()> {
-    let is_real_dir = fs::symlink_metadata(link).is_ok_and(|m| m.is_dir());
+/// Makes `name` in `dir` a symlink to `target` even when it is a real directory left by an
+/// older setup: that directory is moved aside, the link renamed in, and only then is it
+/// removed.
+pub fn swap_directory_link(target: &OsStr, dir: &Dir, name: &OsStr) -> Result<()> {
+    let is_real_dir = stat_at(dir, name)?
+        .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
     if !is_real_dir {
-        return symlink_atomic(target, link);
+        return symlink_atomic(target, dir, name);
     }
-    let aside = temp_beside(link, "old");
-    if aside.exists() {
-        fs::remove_dir_all(&aside).with_context(|| format!("cannot remove {}", aside.display()))?;
-    }
-    fs::rename(link, &aside)
-        .with_context(|| format!("cannot move the old directory {} aside", link.display()))?;
-    symlink_atomic(target, link)?;
-    fs::remove_dir_all(&aside)
-        .with_context(|| format!("cannot remove the old directory {}", aside.display()))
+    let aside = temp_name(name, "old");
+    remove_tree(dir, &aside)?;
+    rfs::renameat(dir.fd(), name, dir.fd(), &*aside)
+        .with_context(|| format!("cannot move the old directory {} aside", show(dir, name)))?;
+    symlink_atomic(target, dir, name)?;
+    remove_tree(dir, &aside)
 }
 
-/// The generation `secrets_dir` points to (`…/N`), if it is such a link.
-pub fn linked_generation(secrets_dir: &Path) -> Option<u64> {
-    let target = fs::read_link(secrets_dir).ok()?;
+/// What `name` in `dir` is, without following it (`None`: nothing there).
+pub fn stat_at(dir: &Dir, name: &OsStr) -> Result<Option<Stat>> {
+    match rfs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot stat {}", show(dir, name))),
+    }
+}
+
+/// An `O_PATH` handle on `name` in `dir` itself (a symlink is not followed) and what it is;
+/// `None` when nothing is there. Whatever happens to the name later, the handle stays on
+/// this inode.
+pub fn open_handle(dir: &Dir, name: &OsStr) -> Result<Option<(OwnedFd, Stat)>> {
+    let fd = match rfs::openat(
+        dir.fd(),
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", show(dir, name))),
+    };
+    let st = rfs::fstat(&fd).with_context(|| format!("cannot stat {}", show(dir, name)))?;
+    Ok(Some((fd, st)))
+}
+
+fn is_regular(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+}
+
+/// The regular file `name` in `dir` opened for reading, or `None` if there is none (a
+/// symlink, device or anything else is never opened).
+pub fn open_regular(dir: &Dir, name: &OsStr) -> Result<Option<File>> {
+    let Some((handle, st)) = open_handle(dir, name)? else {
+        return Ok(None);
+    };
+    if !is_regular(&st) {
+        return Ok(None);
+    }
+    reopen(&handle, OFlags::RDONLY)
+        .map(Some)
+        .with_context(|| format!("cannot open {}", show(dir, name)))
+}
+
+/// Opens the inode behind an `O_PATH` handle (through `/proc/self/fd`, which names exactly
+/// that inode).
+pub fn reopen(handle: &OwnedFd, flags: OFlags) -> io::Result<File> {
+    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    Ok(File::from(rfs::open(
+        proc.as_str(),
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?))
+}
+
+/// Sets mode and owner of the inode behind `handle`.
+pub fn give_handle(handle: &OwnedFd, mode: u32, owner: Owner) -> io::Result<()> {
+    if let Some(owner) = owner {
+        let (uid, gid) = ids(owner);
+        rfs::chownat(handle, "", uid, gid, AtFlags::EMPTY_PATH)?;
+    }
+    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    rfs::chmod(proc.as_str(), Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
+/// Chowns `name` in `dir` only if it is still the file `expected` that the install phase
+/// wrote: a symlink or another file put there since is refused with an error.
+pub fn chown_if_same(
+    dir: &Dir,
+    name: &OsStr,
+    expected: FileId,
+    owner: (u32, u32),
+    mode: u32,
+) -> Result<()> {
+    let Some((handle, st)) = open_handle(dir, name)? else {
+        bail!(
+            "{} has disappeared since the install phase",
+            show(dir, name)
+        );
+    };
+    if !is_regular(&st) || !expected.is(&st) {
+        bail!(
+            "{} is no longer the file the install phase wrote (it was replaced): not chowned",
+            show(dir, name)
+        );
+    }
+    if (st.st_uid, st.st_gid) == owner {
+        return Ok(());
+    }
+    // Inode numbers are reused: a file a user made after deleting ours could get the same
+    // one, but it would be theirs, not the installer's nor have the owner it was left with.
+    let left_as = (expected.uid, expected.gid) == (st.st_uid, st.st_gid);
+    if st.st_uid != rustix::process::geteuid().as_raw() && !left_as {
+        bail!(
+            "{} is owned by uid {}, not by the installer: not chowned",
+            show(dir, name),
+            st.st_uid
+        );
+    }
+    give_handle(&handle, mode, Some(owner)).with_context(|| {
+        format!(
+            "cannot chown {} to {}:{}",
+            show(dir, name),
+            owner.0,
+            owner.1
+        )
+    })
+}
+
+/// Hard-links the inode behind `handle` as `name` in `dir`.
+pub fn link_handle(handle: &OwnedFd, dir: &Dir, name: &OsStr) -> io::Result<()> {
+    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    rfs::linkat(
+        rfs::CWD,
+        proc.as_str(),
+        dir.fd(),
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    )?;
+    Ok(())
+}
+
+/// Removes `name` in `dir` (not a directory).
+pub fn unlink(dir: &Dir, name: &OsStr) -> Result<()> {
+    rfs::unlinkat(dir.fd(), name, AtFlags::empty())
+        .with_context(|| format!("cannot remove {}", show(dir, name)))
+}
+
+/// Removes `name` in `dir` and, if it is a directory, everything below it, without following
+/// any symlink.
+pub fn remove_tree(dir: &Dir, name: &OsStr) -> Result<()> {
+    let what = || format!("cannot remove {}", show(dir, name));
+    let Some(st) = stat_at(dir, name)? else {
+        return Ok(());
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return rfs::unlinkat(dir.fd(), name, AtFlags::empty()).with_context(what);
+    }
+    let sub = dir
+        .open_sub(std::path::Path::new(name), None)
+        .with_context(what)?;
+    for entry in list(&sub)? {
+        remove_tree(&sub, &entry)?;
+    }
+    rfs::unlinkat(dir.fd(), name, AtFlags::REMOVEDIR).with_context(what)
+}
+
+/// The names in `dir` (without `.` and `..`).
+pub fn list(dir: &Dir) -> Result<Vec<OsString>> {
+    let fd = dir.reopen_readable()?;
+    let mut names = Vec::new();
+    let entries = rfs::Dir::read_from(&fd)
+        .with_context(|| format!("cannot list {}", dir.path().display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.path().display()))?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// The generation `name` in `dir` (secretsDir) points to (`…/N`), if it is such a link.
+pub fn linked_generation(dir: &Dir, name: &OsStr) -> Option<u64> {
+    let target = rfs::readlinkat(dir.fd(), name, Vec::new()).ok()?;
+    let target = std::path::PathBuf::from(OsStr::from_bytes(target.as_bytes()));
     target.file_name()?.to_str()?.parse().ok()
 }
 
-/// The numbered generation directories under `mount_point`, ascending.
-pub fn generations(mount_point: &Path) -> Result<Vec<u64>> {
-    let entries = match fs::read_dir(mount_point) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", mount_point.display())),
-    };
+/// The numbered generation directories in `mount`, ascending.
+pub fn generations(mount: &Dir) -> Result<Vec<u64>> {
     let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if let Some(n) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u64>().ok())
+    for name in list(mount)? {
+        let Some(n) = name.to_str().and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        if stat_at(mount, &name)?
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
         {
-            if entry.file_type()?.is_dir() {
-                found.push(n);
-            }
+            found.push(n);
         }
     }
     found.sort_unstable();
@@ -189,110 +400,98 @@ pub fn generations_to_prune(all: &[u64], current: u64, keep: u32) -> Vec<u64> {
 }
 
 /// Removes old generations (see [`generations_to_prune`]); returns the removed numbers.
-pub fn prune(mount_point: &Path, current: u64, keep: u32) -> Result<Vec<u64>> {
-    let doomed = generations_to_prune(&generations(mount_point)?, current, keep);
+pub fn prune(mount: &Dir, current: u64, keep: u32) -> Result<Vec<u64>> {
+    let doomed = generations_to_prune(&generations(mount)?, current, keep);
     for g in &doomed {
-        let dir = mount_point.join(g.to_string());
-        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        remove_tree(mount, OsStr::new(&g.to_string()))?;
     }
     Ok(doomed)
 }
 
-/// Whether a ramfs is mounted exactly at `mount_point` (per `/proc/self/mounts`).
-pub fn ramfs_mounted(mount_point: &Path) -> Result<bool> {
-    let mounts = fs::read("/proc/self/mounts").context("cannot read /proc/self/mounts")?;
-    Ok(mounts_has_ramfs(
-        &mounts,
-        mount_point.as_os_str().as_bytes(),
-    ))
+/// Whether `dir` is the root of a ramfs mount: asked of the open directory, so no spelling of
+/// its path (`//`, a symlink on the way) can make a second ramfs go on top of the first.
+pub fn is_ramfs_mount(dir: &Dir) -> Result<bool> {
+    let fs = rfs::fstatfs(dir.fd())
+        .with_context(|| format!("cannot statfs {}", dir.path().display()))?;
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    if fs.f_type as u64 != RAMFS_MAGIC {
+        return Ok(false);
+    }
+    is_mount_root(dir)
 }
 
-fn mounts_has_ramfs(mounts: &[u8], mount_point: &[u8]) -> bool {
-    mounts.split(|b| *b == b'\n').any(|line| {
-        let mut fields = line.split(|b| *b == b' ');
-        let (_, target, fstype) = (fields.next(), fields.next(), fields.next());
-        target.map(unescape_mount_field).as_deref() == Some(mount_point) && fstype == Some(b"ramfs")
-    })
-}
-
-/// `/proc/mounts` escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mount_field(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| field[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(field[i]);
-                i += 1;
-            }
+/// Whether `dir` is where a filesystem is mounted: `STATX_ATTR_MOUNT_ROOT` where the kernel
+/// reports it (5.8+), else a different device from its parent's.
+fn is_mount_root(dir: &Dir) -> Result<bool> {
+    use rustix::fs::{StatxAttributes, StatxFlags};
+    if let Ok(sx) = rfs::statx(dir.fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS) {
+        if sx.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
+            return Ok(sx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
         }
     }
-    out
+    let parent = rfs::statat(dir.fd(), "..", AtFlags::empty())
+        .with_context(|| format!("cannot stat {}/..", dir.path().display()))?;
+    Ok(parent.st_dev != dir.stat()?.st_dev)
 }
 
-/// Takes an exclusive lock for `mount_point` for as long as the returned handle lives, so that
-/// two installers (activation and a service, two logins) never interleave. The lock is a file
-/// beside the mount point (`/run/agenix.d.lock`), not the mount point itself: a directory
-/// locked before the ramfs is mounted on it is not the directory a later installer opens.
-pub fn lock_beside(mount_point: &Path) -> Result<File> {
-    let mut name = mount_point
-        .file_name()
-        .with_context(|| format!("{} has no file name", mount_point.display()))?
-        .to_owned();
-    name.push(".lock");
-    let path = mount_point.with_file_name(name);
-    if let Some(parent) = path.parent() {
-        create_dir_all(parent, 0o755)?;
-    }
-    let handle = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)
-        .with_context(|| format!("cannot lock {}", path.display()))?;
-    Ok(handle)
-}
-
-/// Mounts a fresh ramfs (never swapped to disk) at `mount_point`, mode 0751.
-pub fn mount_ramfs(mount_point: &Path) -> Result<()> {
+/// Mounts a fresh ramfs (never swapped to disk) on the directory `dir` holds open, mode 0751,
+/// by its `/proc/self/fd` name: the directory that was walked, whatever its path is now.
+pub fn mount_ramfs(dir: &Dir) -> Result<()> {
     use rustix::mount::{mount, MountFlags};
+    let target = format!("/proc/self/fd/{}", dir.fd().as_raw_fd());
     mount(
         "ramfs",
-        mount_point,
+        target.as_str(),
         "ramfs",
         MountFlags::NODEV | MountFlags::NOSUID,
         c"mode=0751",
     )
-    .with_context(|| format!("cannot mount ramfs on {}", mount_point.display()))
+    .with_context(|| format!("cannot mount ramfs on {}", dir.path().display()))
+}
+
+/// Takes an exclusive lock on the file `name` in `dir` for as long as the returned handle
+/// lives, so that two installers (activation and a service, two logins) never interleave.
+pub fn lock(dir: &Dir, name: &OsStr) -> Result<File> {
+    let fd = rfs::openat(
+        dir.fd(),
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .with_context(|| format!("cannot open {}", show(dir, name)))?;
+    rfs::flock(&fd, rfs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", show(dir, name)))?;
+    Ok(File::from(fd))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn open(path: &std::path::Path) -> Dir {
+        Dir::open(path, None).unwrap()
+    }
 
     #[test]
     fn files_are_created_with_the_final_mode_before_any_data() {
         // Whatever the umask (the installer's own test runs it under 077 too), the new, still
         // empty file has exactly the final mode: narrower ones are given to open(2), wider
         // ones than the umask allows are restored before any byte is written.
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
         for mode in [0o400, 0o440, 0o600, 0o644, 0o666] {
-            let path = dir.path().join(format!("f{mode:o}"));
-            let file = create_restricted(&path, mode, None).unwrap();
+            let name = format!("f{mode:o}");
+            let file = create_restricted(&dir, OsStr::new(&name), mode, None).unwrap();
             assert_eq!(file.metadata().unwrap().len(), 0);
             assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+                fs::metadata(tmp.path().join(&name))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o7777,
                 mode
             );
         }
@@ -300,42 +499,92 @@ mod tests {
 
     #[test]
     fn create_refuses_to_follow_or_reuse_an_existing_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let victim = dir.path().join("victim");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let victim = tmp.path().join("victim");
         fs::write(&victim, "x").unwrap();
-        std::os::unix::fs::symlink(&victim, dir.path().join("link")).unwrap();
-        assert!(create_restricted(&dir.path().join("link"), 0o400, None).is_err());
-        assert!(create_restricted(&victim, 0o400, None).is_err());
+        std::os::unix::fs::symlink(&victim, tmp.path().join("link")).unwrap();
+        assert!(create_restricted(&dir, OsStr::new("link"), 0o400, None).is_err());
+        assert!(create_restricted(&dir, OsStr::new("victim"), 0o400, None).is_err());
         assert_eq!(fs::read(&victim).unwrap(), b"x");
     }
 
     #[test]
     fn write_atomic_replaces_content_and_mode_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s");
-        write_atomic(&path, b"one", 0o644, None).unwrap();
-        write_atomic(&path, b"two", 0o400, None).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let path = tmp.path().join("s");
+        write_atomic(&dir, OsStr::new("s"), b"one", 0o644, None).unwrap();
+        let id = write_atomic(&dir, OsStr::new("s"), b"two", 0o400, None).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
             0o400
         );
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(FileId::of(&rfs::stat(&path).unwrap()), id);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_symlink_over_a_written_file_is_never_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        fs::write(tmp.path().join("victim"), "x").unwrap();
+        std::os::unix::fs::symlink("victim", tmp.path().join("s")).unwrap();
+        write_atomic(&dir, OsStr::new("s"), b"secret", 0o400, None).unwrap();
+        assert_eq!(fs::read(tmp.path().join("victim")).unwrap(), b"x");
+        assert!(fs::symlink_metadata(tmp.path().join("s"))
+            .unwrap()
+            .is_file());
+    }
+
+    #[test]
+    fn chown_refuses_a_file_that_is_not_the_one_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let id = write_atomic(&dir, OsStr::new("s"), b"one", 0o400, None).unwrap();
+        fs::write(tmp.path().join("other"), "other").unwrap();
+        fs::rename(tmp.path().join("other"), tmp.path().join("s")).unwrap();
+        let me = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let err = chown_if_same(&dir, OsStr::new("s"), id, me, 0o400).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is no longer the file"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn trees_are_removed_without_following_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "x").unwrap();
+        fs::create_dir_all(tmp.path().join("t/a")).unwrap();
+        fs::write(tmp.path().join("t/a/f"), "").unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.path().join("t/a/l")).unwrap();
+        remove_tree(&open(tmp.path()), OsStr::new("t")).unwrap();
+        assert!(!tmp.path().join("t").exists());
+        assert!(outside.join("keep").exists());
     }
 
     #[test]
     fn a_directory_left_by_an_old_setup_becomes_a_link() {
-        let dir = tempfile::tempdir().unwrap();
-        let link = dir.path().join("agenix");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let link = tmp.path().join("agenix");
         fs::create_dir(&link).unwrap();
         fs::write(link.join("old"), "x").unwrap();
-        let target = dir.path().join("agenix.d/1");
+        let target = tmp.path().join("agenix.d/1");
         fs::create_dir_all(&target).unwrap();
-        swap_directory_link(&target, &link).unwrap();
+        swap_directory_link(target.as_os_str(), &dir, OsStr::new("agenix")).unwrap();
         assert_eq!(fs::read_link(&link).unwrap(), target);
-        swap_directory_link(&dir.path().join("agenix.d/2"), &link).unwrap();
-        assert_eq!(linked_generation(&link), Some(2));
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        let second = tmp.path().join("agenix.d/2");
+        swap_directory_link(second.as_os_str(), &dir, OsStr::new("agenix")).unwrap();
+        assert_eq!(linked_generation(&dir, OsStr::new("agenix")), Some(2));
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 2);
     }
 
     #[test]
@@ -344,13 +593,5 @@ mod tests {
         assert_eq!(generations_to_prune(&[1, 2, 3, 4], 4, 2), vec![1, 2]);
         assert_eq!(generations_to_prune(&[1, 2, 5], 2, 3), vec![5]);
         assert_eq!(generations_to_prune(&[7], 7, 1), Vec::<u64>::new());
-    }
-
-    #[test]
-    fn ramfs_mounts_are_found_with_escaped_paths() {
-        let mounts = b"proc /proc proc rw 0 0\nnone /run/a\\040b ramfs rw,mode=751 0 0\n";
-        assert!(mounts_has_ramfs(mounts, b"/run/a b"));
-        assert!(!mounts_has_ramfs(mounts, b"/proc"));
-        assert!(!mounts_has_ramfs(mounts, b"/run/a"));
     }
 }

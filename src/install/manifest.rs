@@ -3,18 +3,18 @@
 //! touched. Home-manager manifests carry `$VAR` / `~` paths, expanded here at run time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::restart::Units;
+
 /// The only manifest version this installer reads.
 pub const VERSION: u32 = 1;
 
-/// Prefix of the string `age.placeholder.<name>` yields; a template holds
-/// `<RAGENIX:PLACEHOLDER:name>` where the secret's plaintext goes.
-pub const PLACEHOLDER_PREFIX: &str = "<RAGENIX:PLACEHOLDER:";
-pub const PLACEHOLDER_SUFFIX: &str = ">";
+// The placeholder syntax belongs to templates; re-exported for the module's Nix-side tests.
+pub use super::template::{PLACEHOLDER_PREFIX, PLACEHOLDER_SUFFIX};
 
 /// Secret and template names starting with this are reserved for the installer's own files.
 pub const RESERVED_PREFIX: &str = ".ragenix";
@@ -112,7 +112,112 @@ pub struct Template {
     pub reload_units: Vec<String>,
 }
 
+/// Where an entry's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Decrypted from this `.age` file.
+    Secret { file: String },
+    /// Rendered from this text, placeholders replaced by secrets.
+    Template { content: String },
+}
+
+/// One secret or template as the installer uses it: the manifest's fields, checked, with the
+/// mode parsed once.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub path: String,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    pub symlink: bool,
+    pub units: Units,
+    pub source: Source,
+    /// `secretsDir/<name>` for a secret, `secretsDir/templates/<name>` for a template.
+    pub default_path: String,
+}
+
+impl Entry {
+    pub fn is_secret(&self) -> bool {
+        matches!(self.source, Source::Secret { .. })
+    }
+
+    /// The key of the entry in the generation's state file.
+    pub fn key(&self) -> String {
+        match self.source {
+            Source::Secret { .. } => format!("secret:{}", self.name),
+            Source::Template { .. } => format!("template:{}", self.name),
+        }
+    }
+
+    /// How messages name it.
+    pub fn what(&self) -> String {
+        match self.source {
+            Source::Secret { .. } => format!("secret `{}`", self.name),
+            Source::Template { .. } => format!("template `{}`", self.name),
+        }
+    }
+
+    /// Its path relative to a generation directory.
+    pub fn in_generation(&self) -> String {
+        match self.source {
+            Source::Secret { .. } => self.name.clone(),
+            Source::Template { .. } => format!("templates/{}", self.name),
+        }
+    }
+
+    /// Whether the file lives in the generation: always with the default path, whatever
+    /// `symlink` says (agenix wrote `symlink = false` secrets with the default path through
+    /// the old generation's link and lost them at the next one).
+    pub fn lives_in_generation(&self) -> bool {
+        self.symlink || self.has_default_path()
+    }
+
+    pub fn has_default_path(&self) -> bool {
+        Manifest::is_default(&self.path, &self.default_path)
+    }
+}
+
 impl Manifest {
+    /// The secrets, then the templates, typed. Fails on a mode that does not parse, naming
+    /// the option ([`Manifest::validate`] reports it too, with everything else).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let mode =
+            |m: &str, who: &str| parse_mode(m).map_err(|e| anyhow::anyhow!("{who}.mode: {e}"));
+        let mut entries = Vec::with_capacity(self.secrets.len() + self.templates.len());
+        for s in &self.secrets {
+            entries.push(Entry {
+                name: s.name.clone(),
+                path: s.path.clone(),
+                mode: mode(&s.mode, &format!("age.secrets.\"{}\"", s.name))?,
+                owner: s.owner.clone(),
+                group: s.group.clone(),
+                symlink: s.symlink,
+                units: Units::from_lists(&s.restart_units, &s.reload_units),
+                source: Source::Secret {
+                    file: s.file.clone(),
+                },
+                default_path: self.default_path(&s.name),
+            });
+        }
+        for t in &self.templates {
+            entries.push(Entry {
+                name: t.name.clone(),
+                path: t.path.clone(),
+                mode: mode(&t.mode, &format!("age.templates.\"{}\"", t.name))?,
+                owner: t.owner.clone(),
+                group: t.group.clone(),
+                symlink: t.symlink,
+                units: Units::from_lists(&t.restart_units, &t.reload_units),
+                source: Source::Template {
+                    content: t.content.clone(),
+                },
+                default_path: self.default_template_path(&t.name),
+            });
+        }
+        Ok(entries)
+    }
+
     pub fn from_json(text: &str) -> Result<Manifest> {
         let manifest: Manifest = serde_json::from_str(text).context("invalid manifest JSON")?;
         if manifest.version != VERSION {
@@ -164,39 +269,54 @@ impl Manifest {
         format!("{}/templates/{}", self.secrets_dir, name)
     }
 
+    /// Whether `path` is the default place of the entry whose default is `default`, however
+    /// either is spelled.
+    pub fn is_default(path: &str, default: &str) -> bool {
+        normalise(path) == normalise(default)
+    }
+
     /// Every check that needs no file: names, modes, paths, units, placeholders. All problems
-    /// are returned, not just the first.
+    /// are returned, not just the first, each naming the option it is about.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         // Unexpanded home-manager paths (checked at build time) are only checked for shape.
         let unexpanded =
             |p: &str| self.mode == Mode::Home && (p.contains('$') || p.starts_with('~'));
-        let abs = |p: &str, what: &str, errors: &mut Vec<String>| {
+        let abs = |p: &str, option: &str, errors: &mut Vec<String>| {
             if !unexpanded(p) && !p.starts_with('/') {
-                errors.push(format!("{what} `{p}` is not an absolute path"));
+                errors.push(format!("{option}: `{p}` is not an absolute path"));
             }
         };
-        abs(&self.secrets_dir, "secretsDir", &mut errors);
-        abs(&self.secrets_mount_point, "secretsMountPoint", &mut errors);
-        if self.secrets_mount_point.ends_with('/') && self.secrets_mount_point.len() > 1 {
-            errors.push(format!(
-                "secretsMountPoint `{}` must not end with a slash",
-                self.secrets_mount_point
-            ));
+        // The installer's own directories must be spelled exactly: what is mounted and linked
+        // is compared with them.
+        for (p, option) in [
+            (&self.secrets_dir, "age.secretsDir"),
+            (&self.secrets_mount_point, "age.secretsMountPoint"),
+        ] {
+            abs(p, option, &mut errors);
+            if let Some(why) = not_normalised(p) {
+                errors.push(format!(
+                    "{option}: `{p}` is not a normalised path ({why}); write it without `//`, `.`, `..` or a trailing `/`"
+                ));
+            } else if p == "/" {
+                errors.push(format!("{option}: `/` cannot be used"));
+            }
         }
-        if self.secrets_dir.trim_end_matches('/') == self.secrets_mount_point.trim_end_matches('/')
-            || Path::new(&self.secrets_dir).starts_with(&self.secrets_mount_point)
-        {
+        let secrets_dir = normalise(&self.secrets_dir);
+        let mount_point = normalise(&self.secrets_mount_point);
+        if overlaps(&secrets_dir, &mount_point) {
             errors.push(format!(
-                "secretsDir `{}` must lie outside secretsMountPoint `{}`",
+                "age.secretsDir `{}` and age.secretsMountPoint `{}` must not contain one another",
                 self.secrets_dir, self.secrets_mount_point
             ));
         }
         if self.keep_generations == 0 {
-            errors.push("keepGenerations must be at least 1 (the current generation)".into());
+            errors.push(
+                "age.ragenix.keepGenerations must be at least 1 (the current generation)".into(),
+            );
         }
         for p in &self.identity_paths {
-            abs(p, "identity path", &mut errors);
+            abs(p, "age.identityPaths", &mut errors);
         }
         for f in [&self.restart_list_file, &self.reload_list_file]
             .into_iter()
@@ -206,15 +326,9 @@ impl Manifest {
         }
 
         let mut names = BTreeSet::new();
-        let mut paths: BTreeMap<String, String> = BTreeMap::new();
-        let mut claim_path = |path: &str, who: String, errors: &mut Vec<String>| {
-            let key = path.trim_end_matches('/').to_string();
-            if let Some(other) = paths.insert(key, who.clone()) {
-                errors.push(format!("{who} and {other} both install to `{path}`"));
-            }
-        };
+        let mut claimed: Vec<(String, String)> = Vec::new();
         for s in &self.secrets {
-            let who = format!("secret `{}`", s.name);
+            let who = format!("age.secrets.\"{}\"", s.name);
             check_name(&s.name, &who, &mut errors);
             if !names.insert(s.name.as_str()) {
                 errors.push(format!("{who} is declared twice"));
@@ -223,77 +337,175 @@ impl Manifest {
                 && (s.name == "templates" || s.name.starts_with("templates/"))
             {
                 errors.push(format!(
-                    "{who} collides with the templates directory `{}/templates`",
+                    "{who}.name: collides with the templates directory `{}/templates`",
                     self.secrets_dir
                 ));
             }
             if s.file.is_empty() {
-                errors.push(format!("{who} has an empty `file`"));
+                errors.push(format!("{who}.file is empty"));
             }
             check_common(&s.path, &s.mode, &s.owner, &s.group, &who, &mut errors);
-            abs(&s.path, &format!("path of {who}"), &mut errors);
+            abs(&s.path, &format!("{who}.path"), &mut errors);
             self.check_custom_path(&s.path, &self.default_path(&s.name), &who, &mut errors);
             check_units(&s.restart_units, &s.reload_units, &who, &mut errors);
-            claim_path(&s.path, who, &mut errors);
+            claimed.push((normalise(&s.path), format!("{who}.path")));
         }
         let mut template_names = BTreeSet::new();
         for t in &self.templates {
-            let who = format!("template `{}`", t.name);
+            let who = format!("age.templates.\"{}\"", t.name);
             check_name(&t.name, &who, &mut errors);
             if !template_names.insert(t.name.as_str()) {
                 errors.push(format!("{who} is declared twice"));
             }
             check_common(&t.path, &t.mode, &t.owner, &t.group, &who, &mut errors);
-            abs(&t.path, &format!("path of {who}"), &mut errors);
+            abs(&t.path, &format!("{who}.path"), &mut errors);
             let default = self.default_template_path(&t.name);
             self.check_custom_path(&t.path, &default, &who, &mut errors);
             check_units(&t.restart_units, &t.reload_units, &who, &mut errors);
             for name in crate::install::template::referenced(&t.content, &names) {
                 if let Err(unknown) = name {
                     errors.push(format!(
-                        "{who} uses placeholder `{PLACEHOLDER_PREFIX}{unknown}` but no secret is named `{unknown}`"
+                        "{who}.content uses placeholder `{PLACEHOLDER_PREFIX}{unknown}` but no secret is named `{unknown}`"
                     ));
                 }
             }
-            claim_path(&t.path, who, &mut errors);
+            claimed.push((normalise(&t.path), format!("{who}.path")));
         }
+        check_prefixes(&names, "age.secrets", &mut errors);
+        check_prefixes(&template_names, "age.templates", &mut errors);
+        check_claims(&claimed, &mut errors);
         errors
     }
 
     fn check_custom_path(&self, path: &str, default: &str, who: &str, errors: &mut Vec<String>) {
-        if path == default {
+        if let Some(why) = not_normalised(path).filter(|w| *w != DOUBLE_SLASH) {
+            errors.push(format!(
+                "{who}.path: `{path}` is not a normalised path ({why})"
+            ));
             return;
         }
-        let p = Path::new(path);
-        if p.starts_with(&self.secrets_mount_point) {
-            errors.push(format!(
-                "{who}: path `{path}` lies inside secretsMountPoint `{}`, which the installer manages",
-                self.secrets_mount_point
-            ));
+        if Manifest::is_default(path, default) {
+            return;
         }
-        if path.trim_end_matches('/') == self.secrets_dir.trim_end_matches('/') {
-            errors.push(format!("{who}: path `{path}` is secretsDir itself"));
+        let path = normalise(path);
+        for (dir, option) in [
+            (&self.secrets_mount_point, "age.secretsMountPoint"),
+            (&self.secrets_dir, "age.secretsDir"),
+        ] {
+            let dir = normalise(dir);
+            if overlaps(&path, &dir) {
+                errors.push(format!(
+                    "{who}.path: `{path}` is inside, or contains, {option} `{dir}`, which the installer manages (a custom path must lie outside it; leave `path` unset for the default)"
+                ));
+            }
+        }
+    }
+}
+
+const DOUBLE_SLASH: &str = "an empty component `//`";
+
+/// Why `p` is not written the one way the kernel would name it, if it is not.
+fn not_normalised(p: &str) -> Option<&'static str> {
+    if p.contains("//") {
+        return Some(DOUBLE_SLASH);
+    }
+    if p.len() > 1 && p.ends_with('/') {
+        return Some("a trailing `/`");
+    }
+    // Split by hand: `Path::components` silently drops inner `.` components.
+    p.split('/').find_map(|c| match c {
+        "." => Some("a `.` component"),
+        ".." => Some("a `..` component"),
+        _ => None,
+    })
+}
+
+/// `p` with repeated and trailing slashes removed (`.` and `..` are rejected, not resolved).
+pub fn normalise(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for part in p.split('/') {
+        if part.is_empty() {
+            continue;
+        }
+        out.push('/');
+        out.push_str(part);
+    }
+    if out.is_empty() || !p.starts_with('/') {
+        // Relative paths keep their first component unprefixed.
+        return if p.starts_with('/') {
+            "/".into()
+        } else {
+            out.trim_start_matches('/').into()
+        };
+    }
+    out
+}
+
+/// Whether one of two normalised paths is the other or lies below it.
+fn overlaps(a: &str, b: &str) -> bool {
+    Path::new(a).starts_with(b) || Path::new(b).starts_with(a)
+}
+
+/// A name that is a directory of another name (`x` and `x/y`) cannot be both a file and a
+/// directory of the same generation.
+fn check_prefixes(names: &BTreeSet<&str>, option: &str, errors: &mut Vec<String>) {
+    for name in names {
+        let mut prefix = String::new();
+        for part in name
+            .split('/')
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+        {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if names.contains(prefix.as_str()) {
+                errors.push(format!(
+                    "{option}.\"{prefix}\" and {option}.\"{name}\": `{prefix}` cannot be both a file and the directory holding `{name}`"
+                ));
+            }
+        }
+    }
+}
+
+/// Two entries at the same path, or one at a directory of another's path.
+fn check_claims(claimed: &[(String, String)], errors: &mut Vec<String>) {
+    let mut by_path: BTreeMap<&str, &str> = BTreeMap::new();
+    for (path, who) in claimed {
+        if let Some(other) = by_path.insert(path, who) {
+            errors.push(format!("{other} and {who} both install to `{path}`"));
+        }
+    }
+    for (path, who) in &by_path {
+        for dir in Path::new(path).ancestors().skip(1) {
+            if let Some(other) = dir.to_str().and_then(|d| by_path.get(d)) {
+                errors.push(format!(
+                    "{other} `{}` is a directory of {who} `{path}`: one of them cannot be installed",
+                    dir.display()
+                ));
+            }
         }
     }
 }
 
 fn check_name(name: &str, who: &str, errors: &mut Vec<String>) {
-    let path = Path::new(name);
+    // Split by hand: `Path::components` would hide `a/./b` and `a//b`.
     let bad = name.is_empty()
         || name.contains('\0')
-        || name.starts_with('/')
-        || name.ends_with('/')
-        || name.contains("//")
-        || path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)));
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
         errors.push(format!(
-            "{who}: the name must be a relative path without `.`, `..` or empty components"
+            "{who}.name: the name must be a relative path without `.`, `..` or empty components"
         ));
     } else if name.starts_with(RESERVED_PREFIX) {
         errors.push(format!(
-            "{who}: names starting with `{RESERVED_PREFIX}` are reserved"
+            "{who}.name: names starting with `{RESERVED_PREFIX}` are reserved"
         ));
     }
 }
@@ -307,24 +519,28 @@ fn check_common(
     errors: &mut Vec<String>,
 ) {
     if path.is_empty() {
-        errors.push(format!("{who} has an empty `path`"));
+        errors.push(format!("{who}.path is empty"));
     }
     if let Err(e) = parse_mode(mode) {
-        errors.push(format!("{who}: {e}"));
+        errors.push(format!("{who}.mode: {e}"));
     }
     for (what, id) in [("owner", owner), ("group", group)] {
         if id.is_empty() || id.contains(':') || id.contains(char::is_whitespace) {
             errors.push(format!(
-                "{who}: {what} `{id}` is not a user/group name or numeric id"
+                "{who}.{what}: `{id}` is not a user/group name or numeric id"
             ));
         }
     }
 }
 
 fn check_units(restart: &[String], reload: &[String], who: &str, errors: &mut Vec<String>) {
-    for unit in restart.iter().chain(reload) {
-        if unit.is_empty() || unit.contains(char::is_whitespace) || unit.contains('/') {
-            errors.push(format!("{who}: `{unit}` is not a systemd unit name"));
+    for (option, units) in [("restartUnits", restart), ("reloadUnits", reload)] {
+        for unit in units {
+            if unit.is_empty() || unit.contains(char::is_whitespace) || unit.contains('/') {
+                errors.push(format!(
+                    "{who}.{option}: `{unit}` is not a systemd unit name"
+                ));
+            }
         }
     }
 }
@@ -453,7 +669,9 @@ mod tests {
         );
         let errors = m.validate();
         assert!(
-            errors.iter().any(|e| e == "secret `a` is declared twice"),
+            errors
+                .iter()
+                .any(|e| e == "age.secrets.\"a\" is declared twice"),
             "{errors:?}"
         );
         assert!(
@@ -467,18 +685,20 @@ mod tests {
     #[test]
     fn bad_names_modes_owners_and_units_are_reported() {
         let m = with(
-            r#"{"name":"../x","file":"/s/a.age","path":"/run/agenix/../x","mode":"rw","owner":"a:b","restartUnits":["a b"]},
+            r#"{"name":"a/./b","file":"/s/c.age","path":"/run/agenix/a/./b"},
+               {"name":"../x","file":"/s/a.age","path":"/run/agenix/../x","mode":"rw","owner":"a:b","restartUnits":["a b"]},
                {"name":".ragenix-state.json","file":"/s/b.age","path":"rel"}"#,
             "",
         );
         let errors = m.validate().join("\n");
         for needle in [
-            "secret `../x`: the name must be a relative path",
-            "mode `rw` is not an octal mode",
-            "owner `a:b` is not",
-            "`a b` is not a systemd unit name",
-            "names starting with `.ragenix` are reserved",
-            "path of secret `.ragenix-state.json` `rel` is not an absolute path",
+            "age.secrets.\"../x\".name: the name must be a relative path",
+            "age.secrets.\"a/./b\".name: the name must be a relative path",
+            "age.secrets.\"../x\".mode: mode `rw` is not an octal mode",
+            "age.secrets.\"../x\".owner: `a:b` is not",
+            "age.secrets.\"../x\".restartUnits: `a b` is not a systemd unit name",
+            "age.secrets.\".ragenix-state.json\".name: names starting with `.ragenix` are reserved",
+            "age.secrets.\".ragenix-state.json\".path: `rel` is not an absolute path",
         ] {
             assert!(errors.contains(needle), "missing {needle:?} in:\n{errors}");
         }
@@ -492,7 +712,7 @@ mod tests {
         );
         assert_eq!(
             m.validate(),
-            vec!["template `conf` uses placeholder `<RAGENIX:PLACEHOLDER:nope` but no secret is named `nope`"]
+            vec!["age.templates.\"conf\".content uses placeholder `<RAGENIX:PLACEHOLDER:nope` but no secret is named `nope`"]
         );
     }
 
@@ -502,7 +722,106 @@ mod tests {
             r#"{"name":"a","file":"/s/a.age","path":"/run/agenix.d/5/a"}"#,
             "",
         );
-        assert!(m.validate()[0].contains("lies inside secretsMountPoint"));
+        let errors = m.validate();
+        assert!(
+            errors[0].starts_with("age.secrets.\"a\".path: `/run/agenix.d/5/a` is inside, or contains, age.secretsMountPoint"),
+            "{errors:?}"
+        );
+    }
+
+    fn errors_of(manifest: &Manifest) -> String {
+        manifest.validate().join("\n")
+    }
+
+    #[test]
+    fn secrets_dir_and_mount_point_must_be_written_normalised() {
+        for (bad, why) in [
+            ("/run//agenix.d", "an empty component `//`"),
+            ("/run/agenix.d/", "a trailing `/`"),
+            ("/run/./agenix.d", "a `.` component"),
+            ("/run/x/../agenix.d", "a `..` component"),
+        ] {
+            let mut m = with("", "");
+            m.secrets_mount_point = bad.into();
+            let errors = errors_of(&m);
+            assert!(
+                errors.contains(&format!(
+                    "age.secretsMountPoint: `{bad}` is not a normalised path ({why})"
+                )),
+                "{errors}"
+            );
+            let mut m = with("", "");
+            m.secrets_dir = bad.replace("agenix.d", "agenix");
+            assert!(
+                errors_of(&m).starts_with("age.secretsDir: `"),
+                "{}",
+                errors_of(&m)
+            );
+        }
+        let mut m = with("", "");
+        m.secrets_dir = "run/agenix".into();
+        assert!(errors_of(&m).contains("age.secretsDir: `run/agenix` is not an absolute path"));
+    }
+
+    #[test]
+    fn a_name_that_is_the_directory_of_another_name_is_rejected() {
+        let m = with(
+            r#"{"name":"x","file":"/s/a.age","path":"/run/agenix/x"},
+               {"name":"x/y/z","file":"/s/b.age","path":"/run/agenix/x/y/z"}"#,
+            "",
+        );
+        let errors = errors_of(&m);
+        assert!(
+            errors.contains("age.secrets.\"x\" and age.secrets.\"x/y/z\": `x` cannot be both a file and the directory holding `x/y/z`"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("age.secrets.\"x\".path `/run/agenix/x` is a directory of age.secrets.\"x/y/z\".path"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_custom_path_inside_secrets_dir_is_rejected_however_spelled() {
+        // `b` at `/run/agenix//a` would silently replace `a`.
+        for path in ["/run/agenix//a", "/run/agenix/other", "/run", "/run/agenix"] {
+            for symlink in [true, false] {
+                let m = with(
+                    &format!(
+                        r#"{{"name":"a","file":"/s/a.age","path":"/run/agenix/a"}},
+                           {{"name":"b","file":"/s/b.age","path":"{path}","symlink":{symlink}}}"#
+                    ),
+                    "",
+                );
+                let errors = errors_of(&m);
+                assert!(
+                    errors.contains("age.secrets.\"b\".path: `")
+                        && errors.contains("which the installer manages"),
+                    "{path} {symlink}: {errors}"
+                );
+            }
+        }
+        // Its own default path, spelled with `//`, is its default path.
+        let m = with(
+            r#"{"name":"a","file":"/s/a.age","path":"/run//agenix/a"}"#,
+            "",
+        );
+        assert!(m.validate().is_empty(), "{:?}", m.validate());
+    }
+
+    #[test]
+    fn two_entries_at_the_same_normalised_path_are_rejected() {
+        let m = with(
+            r#"{"name":"a","file":"/s/a.age","path":"/etc/app/key"},
+               {"name":"b","file":"/s/b.age","path":"/etc//app/key"}"#,
+            "",
+        );
+        assert_eq!(
+            m.validate(),
+            vec![
+                "age.secrets.\"a\".path and age.secrets.\"b\".path both install to `/etc/app/key`"
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `ragenix-install`: puts the secrets described by a JSON manifest (written by the NixOS or
 //! home-manager module) in place — ramfs mount, numbered generation, decryption, modes and
 //! owners, templates, atomic swap, pruning and restart detection. [`run`] reads as its phases.
-//! Nix evaluation and the `ragenix` CLI live elsewhere.
+//! Every directory is reached through [`walk`] and every file operation is relative to it
+//! ([`fs`]), so no user-owned directory on a path can redirect root. Nix evaluation and the
+//! `ragenix` CLI live elsewhere.
 
 pub mod decrypt;
 pub mod fs;
@@ -9,9 +11,10 @@ pub mod manifest;
 pub mod owners;
 pub mod restart;
 pub mod template;
+pub mod walk;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::MetadataExt;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -19,13 +22,15 @@ use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::keys::Identities;
-use manifest::{parse_mode, Manifest, Mode};
+use fs::{FileId, Owner};
+use manifest::{Entry, Manifest, Mode, Source};
 use owners::Owners;
 use restart::{Change, Handoff, State, Units};
+use walk::Dir;
 
 /// Which part of the work to do. NixOS's activation runs `mount`, `install`, `chown` as
 /// separate steps around user creation; the systemd services run `all`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Everything in one run (the systemd services, home-manager).
     All,
@@ -64,31 +69,33 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
     manifest.expand().context("expanding home paths")?;
     validate(&manifest).context("validating the manifest")?;
+    let entries = manifest.entries().context("validating the manifest")?;
     let mut outcome = Outcome::default();
     // Locked before mounting: two installers that both saw no ramfs would otherwise stack two
     // mounts on the mount point.
-    let _lock = fs::lock_beside(Path::new(&manifest.secrets_mount_point))
-        .context("waiting for other installers")?;
-    mount(&manifest).context("mounting the secrets filesystem")?;
+    let _lock = lock(&manifest).context("waiting for other installers")?;
+    let mount_dir = mount(&manifest).context("mounting the secrets filesystem")?;
     match opts.phase {
         Phase::Mount => {}
-        Phase::Install => install(&manifest, &mut outcome)?,
-        Phase::Chown => chown(&manifest, opts, &mut outcome)?,
+        Phase::Install => install(&manifest, &entries, &mount_dir, &mut outcome)?,
+        Phase::Chown => chown(&manifest, &entries, &mount_dir, opts, &mut outcome)?,
         Phase::All => {
-            install(&manifest, &mut outcome)?;
-            chown(&manifest, opts, &mut outcome)?;
+            install(&manifest, &entries, &mount_dir, &mut outcome)?;
+            chown(&manifest, &entries, &mount_dir, opts, &mut outcome)?;
         }
     }
     Ok(outcome)
 }
 
 /// Decrypts every secret into a fresh generation and makes it current.
-fn install(m: &Manifest, outcome: &mut Outcome) -> Result<()> {
-    let previous = previous_generation(m).context("reading the previous generation")?;
-    let (number, dir) = new_generation(m).context("creating a new generation")?;
+fn install(m: &Manifest, entries: &[Entry], mount_dir: &Dir, outcome: &mut Outcome) -> Result<()> {
+    let link = SecretsDir::open(m).context("opening the directory of secretsDir")?;
+    let previous =
+        previous_generation(&link, mount_dir).context("reading the previous generation")?;
+    let (number, dir) = new_generation(&link, mount_dir).context("creating a new generation")?;
     let identities = keys(m).context("loading identities")?;
     let owners = Owners::load().context("reading users and groups")?;
-    let mut generation = NewGeneration::new(m, previous, dir, owners);
+    let mut generation = NewGeneration::new(m, entries, previous, dir, owners);
     let plaintexts = generation
         .decrypt_and_write(&identities)
         .context("decrypting secrets")?;
@@ -96,9 +103,10 @@ fn install(m: &Manifest, outcome: &mut Outcome) -> Result<()> {
         .render_templates(&plaintexts)
         .context("rendering templates")?;
     generation.save_state().context("recording restart units")?;
-    swap(m, &generation.dir).context("switching secretsDir to the new generation")?;
-    link_custom_paths(m, &mut generation.failures);
-    let pruned = prune(m, number).context("removing old generations")?;
+    swap(m, &link, number).context("switching secretsDir to the new generation")?;
+    link_custom_paths(entries, &mut generation.failures);
+    let pruned =
+        fs::prune(mount_dir, number, m.keep_generations).context("removing old generations")?;
     generation.report(number, &pruned);
     outcome.failures.append(&mut generation.failures);
     Ok(())
@@ -139,47 +147,98 @@ fn check(m: &Manifest, files: bool) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// Makes secretsMountPoint a ramfs (system) or a private directory (home).
-fn mount(m: &Manifest) -> Result<()> {
-    let mount_point = Path::new(&m.secrets_mount_point);
+/// Takes the installers' lock, a file beside the mount point (`/run/agenix.d.lock`), not the
+/// mount point itself: a directory locked before the ramfs is mounted on it is not the
+/// directory a later installer opens. Named after the mount point as walked, so every
+/// spelling of it takes the same lock.
+fn lock(m: &Manifest) -> Result<std::fs::File> {
+    let (parent, name) = Dir::open_parent(Path::new(&m.secrets_mount_point), Some(0o755))?;
+    let mount_dir = parent.open_sub(Path::new(&name), Some(mount_point_mode(m)))?;
+    let real_parent = mount_dir.open_sub(Path::new(".."), None)?;
+    let mut name = mount_dir
+        .path()
+        .file_name()
+        .map(OsStr::to_os_string)
+        .with_context(|| format!("{} has no file name", mount_dir.path().display()))?;
+    name.push(".lock");
+    fs::lock(&real_parent, &name)
+}
+
+fn mount_point_mode(m: &Manifest) -> u32 {
     match m.mode {
-        Mode::Home => fs::create_dir_all(mount_point, 0o700),
+        Mode::Home => 0o700,
+        Mode::System => 0o751,
+    }
+}
+
+/// Makes secretsMountPoint a ramfs (system) or a private directory (home) and returns it open.
+/// Whether our ramfs is already there is asked of the directory itself, never of its name.
+fn mount(m: &Manifest) -> Result<Dir> {
+    let (parent, name) = Dir::open_parent(Path::new(&m.secrets_mount_point), Some(0o755))?;
+    let name = Path::new(&name);
+    match m.mode {
+        Mode::Home => parent.open_sub(name, Some(0o700)),
         Mode::System => {
-            fs::create_dir_all(mount_point, 0o751)?;
-            if !fs::ramfs_mounted(mount_point)? {
-                fs::mount_ramfs(mount_point)?;
+            let mut dir = parent.open_sub(name, Some(0o751))?;
+            if !fs::is_ramfs_mount(&dir)? {
+                fs::mount_ramfs(&dir)?;
+                dir = parent.open_sub(name, None)?;
+                if !fs::is_ramfs_mount(&dir)? {
+                    bail!("{} is not a ramfs after mounting one", dir.path().display());
+                }
             }
-            fs::set_mode(mount_point, 0o751)
+            fs::set_dir_mode(&dir, 0o751)?;
+            Ok(dir)
         }
     }
 }
 
+/// secretsDir's parent directory, open, and secretsDir's own name in it (the link).
+struct SecretsDir {
+    parent: Dir,
+    name: OsString,
+}
+
+impl SecretsDir {
+    fn open(m: &Manifest) -> Result<SecretsDir> {
+        let (parent, name) = Dir::open_parent(Path::new(&m.secrets_dir), Some(0o755))?;
+        Ok(SecretsDir { parent, name })
+    }
+
+    /// The generation the link points to, if it is one.
+    fn linked(&self) -> Option<u64> {
+        fs::linked_generation(&self.parent, &self.name)
+    }
+}
+
 /// The generation secretsDir shows now (a numbered directory, or a plain directory left by an
-/// older setup) and its recorded units: what restart detection compares against.
+/// older setup) and its recorded units and files: what restart detection and kept versions
+/// compare against.
 struct Previous {
-    dir: Option<PathBuf>,
+    dir: Option<Dir>,
     state: Option<State>,
 }
 
-fn previous_generation(m: &Manifest) -> Result<Previous> {
-    let dir = match std::fs::canonicalize(&m.secrets_dir) {
-        Ok(dir) if dir.is_dir() => Some(dir),
-        Ok(_) => None,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("cannot resolve {}", m.secrets_dir)),
+fn previous_generation(link: &SecretsDir, mount_dir: &Dir) -> Result<Previous> {
+    let dir = match link.linked() {
+        Some(n) => mount_dir.open_sub(Path::new(&n.to_string()), None).ok(),
+        None => match fs::stat_at(&link.parent, &link.name)? {
+            Some(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {
+                Some(link.parent.open_sub(Path::new(&link.name), None)?)
+            }
+            _ => None,
+        },
     };
-    let state = dir.as_deref().and_then(State::read);
+    let state = dir.as_ref().and_then(State::read);
     Ok(Previous { dir, state })
 }
 
 /// Creates generation N+1, N being the highest of secretsDir's link and the directories present.
-fn new_generation(m: &Manifest) -> Result<(u64, PathBuf)> {
-    let mount_point = Path::new(&m.secrets_mount_point);
-    let linked = fs::linked_generation(Path::new(&m.secrets_dir)).unwrap_or(0);
-    let present = fs::generations(mount_point)?.last().copied().unwrap_or(0);
+fn new_generation(link: &SecretsDir, mount_dir: &Dir) -> Result<(u64, Dir)> {
+    let linked = link.linked().unwrap_or(0);
+    let present = fs::generations(mount_dir)?.last().copied().unwrap_or(0);
     let number = linked.max(present) + 1;
-    let dir = mount_point.join(number.to_string());
-    fs::create_dir_all(&dir, 0o751)?;
+    let dir = mount_dir.open_sub(Path::new(&number.to_string()), Some(0o751))?;
     Ok((number, dir))
 }
 
@@ -206,76 +265,15 @@ fn keys(m: &Manifest) -> Result<Identities> {
     Ok(identities)
 }
 
-/// One manifest entry (secret or template) as the writing code sees it.
-struct Entry<'a> {
-    key: String,
-    what: String,
-    name: &'a str,
-    path: &'a str,
-    mode: &'a str,
-    owner: &'a str,
-    group: &'a str,
-    symlink: bool,
-    restart_units: &'a [String],
-    reload_units: &'a [String],
-    /// Path relative to the generation directory.
-    in_generation: String,
-    default_path: String,
-}
-
-impl<'a> Entry<'a> {
-    fn secret(s: &'a manifest::Secret, m: &Manifest) -> Entry<'a> {
-        Entry {
-            key: format!("secret:{}", s.name),
-            what: format!("secret `{}`", s.name),
-            name: &s.name,
-            path: &s.path,
-            mode: &s.mode,
-            owner: &s.owner,
-            group: &s.group,
-            symlink: s.symlink,
-            restart_units: &s.restart_units,
-            reload_units: &s.reload_units,
-            in_generation: s.name.clone(),
-            default_path: m.default_path(&s.name),
-        }
-    }
-
-    fn template(t: &'a manifest::Template, m: &Manifest) -> Entry<'a> {
-        Entry {
-            key: format!("template:{}", t.name),
-            what: format!("template `{}`", t.name),
-            name: &t.name,
-            path: &t.path,
-            mode: &t.mode,
-            owner: &t.owner,
-            group: &t.group,
-            symlink: t.symlink,
-            restart_units: &t.restart_units,
-            reload_units: &t.reload_units,
-            in_generation: format!("templates/{}", t.name),
-            default_path: m.default_template_path(&t.name),
-        }
-    }
-
-    /// Whether the file lives in the generation: always with the default path, whatever
-    /// `symlink` says (agenix wrote `symlink = false` secrets with the default path through
-    /// the old generation's link and lost them at the next one).
-    fn lives_in_generation(&self) -> bool {
-        self.symlink || self.path == self.default_path
-    }
-
-    /// Where the file is actually written, given a generation directory.
-    fn true_path(&self, generation: &Path) -> PathBuf {
+impl Entry {
+    /// The directory the file is written in (walked safely, created if `create`) and its name
+    /// there, given the generation directory.
+    fn locate(&self, generation: &Dir, create: bool) -> Result<(Dir, OsString)> {
         if self.lives_in_generation() {
-            generation.join(&self.in_generation)
+            generation.sub_parent(Path::new(&self.in_generation()), create.then_some(0o751))
         } else {
-            PathBuf::from(self.path)
+            Dir::open_parent(Path::new(&self.path), create.then_some(0o755))
         }
-    }
-
-    fn units(&self) -> Units {
-        Units::from_lists(self.restart_units, self.reload_units)
     }
 }
 
@@ -292,8 +290,9 @@ fn my_ids(m: &Manifest) -> Option<(u32, u32)> {
 /// The generation being written: where, against what, and what went wrong so far.
 struct NewGeneration<'a> {
     m: &'a Manifest,
+    entries: &'a [Entry],
     previous: Previous,
-    dir: PathBuf,
+    dir: Dir,
     owners: Owners,
     state: State,
     failures: Vec<String>,
@@ -301,10 +300,20 @@ struct NewGeneration<'a> {
     templates_failed: usize,
 }
 
+/// What writing one entry produced: how it compares with before, and which file it is.
+type Written = (Option<Change>, FileId);
+
 impl<'a> NewGeneration<'a> {
-    fn new(m: &'a Manifest, previous: Previous, dir: PathBuf, owners: Owners) -> Self {
+    fn new(
+        m: &'a Manifest,
+        entries: &'a [Entry],
+        previous: Previous,
+        dir: Dir,
+        owners: Owners,
+    ) -> Self {
         NewGeneration {
             m,
+            entries,
             previous,
             dir,
             owners,
@@ -320,30 +329,41 @@ impl<'a> NewGeneration<'a> {
         &mut self,
         identities: &Identities,
     ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
-        let m = self.m;
-        let names: BTreeSet<&str> = m.secrets.iter().map(|s| s.name.as_str()).collect();
-        let wanted: BTreeSet<&str> = m
-            .templates
+        let names: BTreeSet<&str> = self
+            .entries
             .iter()
-            .flat_map(|t| template::referenced(&t.content, &names))
+            .filter(|e| e.is_secret())
+            .map(|e| e.name.as_str())
+            .collect();
+        let wanted: BTreeSet<&str> = self
+            .entries
+            .iter()
+            .filter_map(|e| match &e.source {
+                Source::Template { content } => Some(content.as_str()),
+                Source::Secret { .. } => None,
+            })
+            .flat_map(|content| template::referenced(content, &names))
             .filter_map(|r| r.ok())
             .collect();
         let this = &*self;
-        let results: Vec<_> = m
-            .secrets
+        let results: Vec<_> = self
+            .entries
             .par_iter()
-            .map(|s| {
-                let e = Entry::secret(s, m);
+            .filter_map(|e| match &e.source {
+                Source::Secret { file } => Some((e, file)),
+                Source::Template { .. } => None,
+            })
+            .map(|(e, file)| {
                 let result = (|| {
                     // Plaintext buffers are wiped when dropped.
                     let mut data = Zeroizing::new(Vec::new());
-                    decrypt::decrypt_file(Path::new(&s.file), identities, &mut *data)?;
-                    let installed = this.write_entry(&e, &data)?;
-                    Ok::<_, anyhow::Error>((installed, data))
+                    decrypt::decrypt_file(Path::new(file), identities, &mut *data)?;
+                    let written = this.write_entry(e, &data)?;
+                    Ok::<_, anyhow::Error>((written, data))
                 })();
                 let result = result.map_err(|err| {
-                    let kept = this.keep_previous(&e);
-                    format!("{} ({}): {err:#}{kept}", e.what, s.file)
+                    let (kept, id) = this.keep_previous(e);
+                    (format!("{} ({file}): {err:#}{kept}", e.what()), id)
                 });
                 (e, result)
             })
@@ -351,15 +371,14 @@ impl<'a> NewGeneration<'a> {
         let mut plaintexts = BTreeMap::new();
         for (e, result) in results {
             match result {
-                Ok((change, data)) => {
-                    self.record(&e, change);
-                    if wanted.contains(e.name) {
-                        plaintexts.insert(e.name.to_string(), data);
+                Ok((written, data)) => {
+                    self.record(e, written);
+                    if wanted.contains(e.name.as_str()) {
+                        plaintexts.insert(e.name.clone(), data);
                     }
                 }
-                Err(message) => {
-                    // Still remembered, so the next run does not count it as removed.
-                    self.state.entries.insert(e.key.clone(), e.units());
+                Err((message, kept)) => {
+                    self.record_failure(e, kept);
                     self.failures.push(message);
                     self.secrets_failed += 1;
                 }
@@ -373,22 +392,23 @@ impl<'a> NewGeneration<'a> {
         &mut self,
         plaintexts: &BTreeMap<String, Zeroizing<Vec<u8>>>,
     ) -> Result<()> {
-        let m = self.m;
         let available: BTreeMap<&str, &[u8]> = plaintexts
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice()))
             .collect();
-        for t in &m.templates {
-            let e = Entry::template(t, m);
-            let result = template::render(&t.content, &available)
+        for e in self.entries {
+            let Source::Template { content } = &e.source else {
+                continue;
+            };
+            let result = template::render(content, &available)
                 .map_err(|missing| anyhow::anyhow!("secret `{missing}` could not be decrypted"))
-                .and_then(|data| self.write_entry(&e, &Zeroizing::new(data)));
+                .and_then(|data| self.write_entry(e, &Zeroizing::new(data)));
             match result {
-                Ok(change) => self.record(&e, change),
+                Ok(written) => self.record(e, written),
                 Err(err) => {
-                    self.state.entries.insert(e.key.clone(), e.units());
-                    let kept = self.keep_previous(&e);
-                    self.failures.push(format!("{}: {err:#}{kept}", e.what));
+                    let (kept, id) = self.keep_previous(e);
+                    self.record_failure(e, id);
+                    self.failures.push(format!("{}: {err:#}{kept}", e.what()));
                     self.templates_failed += 1;
                 }
             }
@@ -396,72 +416,151 @@ impl<'a> NewGeneration<'a> {
         Ok(())
     }
 
+    /// The owner an entry gets in the install phase: the declared one if it exists yet.
+    fn owner(&self, e: &Entry) -> Owner {
+        match self.m.mode {
+            Mode::System => self.owners.resolve(&e.owner, &e.group).ok(),
+            Mode::Home => None,
+        }
+    }
+
     /// Writes one entry's bytes to its true path in its final mode (and owner if it exists
-    /// yet), comparing with the previous generation first. `None`: nothing to compare with.
-    fn write_entry(&self, e: &Entry, data: &[u8]) -> Result<Option<Change>> {
-        let m = self.m;
-        let mode = parse_mode(e.mode).map_err(anyhow::Error::msg)?;
-        let owner = match m.mode {
-            Mode::System => self.owners.resolve(e.owner, e.group).ok(),
+    /// yet), comparing with the previous generation first.
+    fn write_entry(&self, e: &Entry, data: &[u8]) -> Result<Written> {
+        let mode = e.mode;
+        let owner = self.owner(e);
+        let (dir, name) = e.locate(&self.dir, true)?;
+        // Without a previous generation (boot) nothing was running with the old secret.
+        let change = self.previous.dir.as_ref().map(|_| {
+            let before = self.previous_file(e, &dir, &name);
+            restart::compare(before, data, mode, owner.or_else(|| my_ids(self.m)))
+        });
+        let id = fs::write_atomic(&dir, &name, data, mode, owner)?;
+        Ok((change, id))
+    }
+
+    /// The previous version of an entry, opened for comparing: in the previous generation, or
+    /// at its custom path if that is still the file installed there last time.
+    fn previous_file(&self, e: &Entry, dir: &Dir, name: &OsStr) -> Option<std::fs::File> {
+        if e.lives_in_generation() {
+            let old = self.previous.dir.as_ref()?;
+            let (old_dir, old_name) = old.sub_parent(Path::new(&e.in_generation()), None).ok()?;
+            return fs::open_regular(&old_dir, &old_name).ok()?;
+        }
+        let recorded = self.previous.state.as_ref()?.files.get(&e.key())?;
+        let (handle, st) = fs::open_handle(dir, name).ok()??;
+        if !recorded.is(&st) || !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+            return None;
+        }
+        fs::reopen(&handle, rustix::fs::OFlags::RDONLY).ok()
+    }
+
+    /// Records an entry's units and file, and queues the units when it changed.
+    fn record(&mut self, e: &Entry, (change, id): Written) {
+        if matches!(change, Some(Change::New | Change::Changed)) {
+            self.state.pending.add(&e.units);
+        }
+        self.state.entries.insert(e.key(), e.units.clone());
+        self.state.files.insert(e.key(), id);
+    }
+
+    /// A failed entry is still remembered, so the next run does not count it as removed; a
+    /// kept previous version is recorded for the chown phase.
+    fn record_failure(&mut self, e: &Entry, kept: Option<FileId>) {
+        self.state.entries.insert(e.key(), e.units.clone());
+        if let Some(id) = kept {
+            self.state.files.insert(e.key(), id);
+        }
+    }
+
+    /// When an entry fails, its previous version (if any) is kept so that services go on with
+    /// the old secret instead of none, but only with the mode and owner declared now: if
+    /// those cannot be given to it, it is removed instead. Returns what happened, for the
+    /// failure message, and the kept file.
+    fn keep_previous(&self, e: &Entry) -> (String, Option<FileId>) {
+        let mode = e.mode;
+        // Owners that do not exist yet get it in the chown phase, like a new file.
+        let owner = match self.m.mode {
+            Mode::System => Some(self.owner(e).unwrap_or((0, 0))),
             Mode::Home => None,
         };
-        let target = e.true_path(&self.dir);
-        let before = if e.lives_in_generation() {
-            self.previous.dir.as_ref().map(|d| d.join(&e.in_generation))
-        } else {
-            Some(target.clone())
-        };
-        // Without a previous generation (boot) nothing was running with the old secret.
-        let change = match (&before, &self.previous.dir) {
-            (Some(before), Some(_)) => Some(restart::compare(
-                before,
-                data,
-                mode,
-                owner.or_else(|| my_ids(m)),
-            )),
-            _ => None,
-        };
-        if let Some(parent) = target.parent() {
-            let dir_mode = if e.lives_in_generation() {
-                0o751
-            } else {
-                0o755
+        let new_ids = owner.map_or(String::new(), |(u, g)| format!(" and owner {u}:{g}"));
+        if e.lives_in_generation() {
+            let Some(old) = &self.previous.dir else {
+                return (String::new(), None);
             };
-            fs::create_dir_all(parent, dir_mode)?;
-        }
-        fs::write_atomic(&target, data, mode, owner)?;
-        Ok(change)
-    }
-
-    /// Records an entry's units, and queues them when it changed.
-    fn record(&mut self, e: &Entry, change: Option<Change>) {
-        let units = e.units();
-        if matches!(change, Some(Change::New | Change::Changed)) {
-            self.state.pending.add(&units);
-        }
-        self.state.entries.insert(e.key.clone(), units);
-    }
-
-    /// When an entry fails, the previous generation's file (if any) is kept so that services
-    /// go on with the old secret instead of none.
-    fn keep_previous(&self, e: &Entry) -> &'static str {
-        let (Some(old_dir), true) = (&self.previous.dir, e.lives_in_generation()) else {
-            return "";
-        };
-        let old = old_dir.join(&e.in_generation);
-        let new = self.dir.join(&e.in_generation);
-        if !old.is_file() {
-            return "";
-        }
-        if let Some(parent) = new.parent() {
-            if fs::create_dir_all(parent, 0o751).is_err() {
-                return "";
+            let Ok((old_dir, name)) = old.sub_parent(Path::new(&e.in_generation()), None) else {
+                return (String::new(), None);
+            };
+            let Ok(Some((handle, st))) = fs::open_handle(&old_dir, &name) else {
+                return (String::new(), None);
+            };
+            if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+                return (String::new(), None);
             }
+            if let Err(err) = fs::give_handle(&handle, mode, owner) {
+                let msg = format!(
+                    " (the previous version was dropped: cannot give it mode {mode:04o}{new_ids}: {err})"
+                );
+                return (msg, None);
+            }
+            // Same ramfs: a hard link keeps the bytes without a readable copy.
+            let linked = e
+                .locate(&self.dir, true)
+                .and_then(|(dir, name)| Ok(fs::link_handle(&handle, &dir, &name)?));
+            return match linked {
+                Ok(()) => (
+                    format!(" (the previous version is kept, with mode {mode:04o}{new_ids})"),
+                    FileId::of_handle(&handle).ok(),
+                ),
+                Err(err) => (
+                    format!(" (the previous version could not be kept: {err:#})"),
+                    None,
+                ),
+            };
         }
-        // Same ramfs: a hard link keeps bytes, mode and owner without a readable copy.
-        match std::fs::hard_link(&old, &new) {
-            Ok(()) => " (the previous version is kept)",
-            Err(_) => "",
+        // A custom path written in place: the old file is still there, if it is ours.
+        let Ok((dir, name)) = e.locate(&self.dir, false) else {
+            return (String::new(), None);
+        };
+        let Ok(Some((handle, st))) = fs::open_handle(&dir, &name) else {
+            return (String::new(), None);
+        };
+        let recorded = self
+            .previous
+            .state
+            .as_ref()
+            .and_then(|s| s.files.get(&e.key()));
+        let ours = rustix::fs::FileType::from_raw_mode(st.st_mode).is_file()
+            && recorded.is_some_and(|r| r.is(&st));
+        if !ours {
+            return (
+                format!(
+                    " ({} is not the file installed there before: left alone)",
+                    e.path
+                ),
+                None,
+            );
+        }
+        match fs::give_handle(&handle, mode, owner) {
+            Ok(()) => (
+                format!(" (the previous version is kept, with mode {mode:04o}{new_ids})"),
+                Some(FileId::of(&st)),
+            ),
+            Err(err) => match fs::unlink(&dir, &name) {
+                Ok(()) => (
+                    format!(
+                        " (the previous version was removed: cannot give it mode {mode:04o}{new_ids}: {err})"
+                    ),
+                    None,
+                ),
+                Err(rm) => (
+                    format!(
+                        " (cannot give the previous version mode {mode:04o}{new_ids} ({err}) nor remove it: {rm:#})"
+                    ),
+                    None,
+                ),
+            },
         }
     }
 
@@ -492,62 +591,56 @@ impl<'a> NewGeneration<'a> {
 }
 
 /// Points secretsDir at the new generation in one rename.
-fn swap(m: &Manifest, generation: &Path) -> Result<()> {
-    let secrets_dir = Path::new(&m.secrets_dir);
-    if let Some(parent) = secrets_dir.parent() {
-        fs::create_dir_all(parent, 0o755)?;
-    }
-    fs::swap_directory_link(generation, secrets_dir)
+fn swap(m: &Manifest, link: &SecretsDir, number: u64) -> Result<()> {
+    let target = Path::new(&m.secrets_mount_point).join(number.to_string());
+    fs::swap_directory_link(target.as_os_str(), &link.parent, &link.name)
 }
 
 /// Custom paths with `symlink = true` become links into secretsDir (after the swap, so they
 /// never dangle).
-fn link_custom_paths(m: &Manifest, failures: &mut Vec<String>) {
-    let entries = m
-        .secrets
-        .iter()
-        .map(|s| Entry::secret(s, m))
-        .chain(m.templates.iter().map(|t| Entry::template(t, m)));
+fn link_custom_paths(entries: &[Entry], failures: &mut Vec<String>) {
     for e in entries {
-        if !e.symlink || e.path == e.default_path {
+        if !e.symlink || e.has_default_path() {
             continue;
         }
-        let link = Path::new(e.path);
-        let result = link
-            .parent()
-            .map_or(Ok(()), |p| fs::create_dir_all(p, 0o755))
-            .and_then(|()| fs::symlink_atomic(Path::new(&e.default_path), link));
+        let result = Dir::open_parent(Path::new(&e.path), Some(0o755))
+            .and_then(|(dir, name)| fs::symlink_atomic(OsStr::new(&e.default_path), &dir, &name));
         if let Err(err) = result {
-            failures.push(format!("{}: {err:#}", e.what));
+            failures.push(format!("{}: {err:#}", e.what()));
         }
     }
-}
-
-/// Removes generations beyond keepGenerations.
-fn prune(m: &Manifest, current: u64) -> Result<Vec<u64>> {
-    fs::prune(
-        Path::new(&m.secrets_mount_point),
-        current,
-        m.keep_generations,
-    )
 }
 
 /// Gives every installed file its owner and group, now that users exist, then hands the
 /// units of changed secrets to systemd.
-fn chown(m: &Manifest, opts: &Options, outcome: &mut Outcome) -> Result<()> {
-    let generation = current_generation(m).context("finding the current generation")?;
+fn chown(
+    m: &Manifest,
+    entries: &[Entry],
+    mount_dir: &Dir,
+    opts: &Options,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let generation = current_generation(m, mount_dir).context("finding the current generation")?;
     if m.mode == Mode::System {
         let owners = Owners::load().context("reading users and groups")?;
-        chown_dirs(m, &owners, &generation).context("giving the secret directories their group")?;
-        chown_entries(m, &owners, &generation, outcome);
+        chown_dirs(m, &owners, mount_dir, &generation)
+            .context("giving the secret directories their group")?;
+        let state = State::read(&generation).with_context(|| {
+            format!(
+                "{} has no readable {}: without it the installed files cannot be told from others (run the install phase again)",
+                generation.path().display(),
+                restart::STATE_FILE
+            )
+        })?;
+        chown_entries(entries, &owners, &generation, &state, outcome);
     }
     restart_detection(m, opts, &generation, outcome).context("restarting changed units")
 }
 
-fn current_generation(m: &Manifest) -> Result<PathBuf> {
-    let secrets_dir = Path::new(&m.secrets_dir);
-    match fs::linked_generation(secrets_dir) {
-        Some(n) => Ok(Path::new(&m.secrets_mount_point).join(n.to_string())),
+fn current_generation(m: &Manifest, mount_dir: &Dir) -> Result<Dir> {
+    let link = SecretsDir::open(m)?;
+    match link.linked() {
+        Some(n) => mount_dir.open_sub(Path::new(&n.to_string()), None),
         None => bail!(
             "{} is not a link to a generation (run the install phase first)",
             m.secrets_dir
@@ -556,41 +649,56 @@ fn current_generation(m: &Manifest) -> Result<PathBuf> {
 }
 
 /// The mount point and generation get the `keys` group, as with agenix.
-fn chown_dirs(m: &Manifest, owners: &Owners, generation: &Path) -> Result<()> {
+fn chown_dirs(m: &Manifest, owners: &Owners, mount_dir: &Dir, generation: &Dir) -> Result<()> {
     let Some(group) = m.dir_group.as_deref().filter(|g| owners.has_group(g)) else {
         return Ok(());
     };
     let gid = owners.gid(group)?;
-    for dir in [Path::new(&m.secrets_mount_point), generation] {
-        fs::chown(dir, (0, gid))?;
-    }
-    let templates = generation.join("templates");
-    if templates.is_dir() {
-        fs::chown(&templates, (0, gid))?;
+    fs::chown_dir(mount_dir, (0, gid))?;
+    fs::chown_dir(generation, (0, gid))?;
+    if let Ok(templates) = generation.open_sub(Path::new("templates"), None) {
+        fs::chown_dir(&templates, (0, gid))?;
     }
     Ok(())
 }
 
-fn chown_entries(m: &Manifest, owners: &Owners, generation: &Path, outcome: &mut Outcome) {
-    let entries = m
-        .secrets
-        .iter()
-        .map(|s| Entry::secret(s, m))
-        .chain(m.templates.iter().map(|t| Entry::template(t, m)));
+/// Chowns each entry's file, reached by the same safe walk, and only if it is the inode the
+/// install phase recorded: users exist only now, seconds later, and whatever a user changed
+/// on the way meanwhile makes that entry fail instead of redirecting the chown.
+fn chown_entries(
+    entries: &[Entry],
+    owners: &Owners,
+    generation: &Dir,
+    state: &State,
+    outcome: &mut Outcome,
+) {
     for e in entries {
-        let target = e.true_path(generation);
-        let Ok(meta) = std::fs::symlink_metadata(&target) else {
-            continue; // failed to install; already reported
-        };
-        let result = owners.resolve(e.owner, e.group).and_then(|ids| {
-            // Owners that existed at install time were given then.
-            if (meta.uid(), meta.gid()) == ids {
-                return Ok(());
+        let Some(&expected) = state.files.get(&e.key()) else {
+            // Failed to install: already reported by that phase.
+            if state.entries.contains_key(&e.key()) {
+                continue;
             }
-            fs::chown(&target, ids)
-        });
+            // Unknown to the install phase: whatever is there is not ours.
+            let found = e
+                .locate(generation, false)
+                .ok()
+                .and_then(|(dir, name)| fs::stat_at(&dir, &name).ok().flatten());
+            if found.is_some() {
+                outcome.failures.push(format!(
+                    "{}: {} was not written by the install phase: not chowned",
+                    e.what(),
+                    e.path
+                ));
+            }
+            continue;
+        };
+        let result = (|| {
+            let ids = owners.resolve(&e.owner, &e.group)?;
+            let (dir, name) = e.locate(generation, false)?;
+            fs::chown_if_same(&dir, &name, expected, ids, e.mode)
+        })();
         if let Err(err) = result {
-            outcome.failures.push(format!("{}: {err:#}", e.what));
+            outcome.failures.push(format!("{}: {err:#}", e.what()));
         }
     }
 }
@@ -599,7 +707,7 @@ fn chown_entries(m: &Manifest, owners: &Owners, generation: &Path, outcome: &mut
 fn restart_detection(
     m: &Manifest,
     opts: &Options,
-    generation: &Path,
+    generation: &Dir,
     outcome: &mut Outcome,
 ) -> Result<()> {
     let Some(mut state) = State::read(generation) else {

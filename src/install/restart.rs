@@ -3,16 +3,18 @@
 //! systemd, either through NixOS's activation lists or `systemctl`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
-use super::fs::{write_atomic, Owner};
+use super::fs::{open_regular, write_atomic, FileId, Owner};
+use super::walk::Dir;
 
 /// File kept in each generation directory (root-only) recording which units each entry wants
 /// and the units still to be handed over; it holds no secret data.
@@ -51,17 +53,23 @@ pub struct State {
     pub entries: BTreeMap<String, Units>,
     /// Units of changed entries, not yet handed to systemd (the chown phase does that).
     pub pending: Units,
+    /// The file each installed entry was written as: the chown phase (another process) only
+    /// chowns that inode.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileId>,
 }
 
 impl State {
-    pub fn read(generation: &Path) -> Option<State> {
-        let text = fs::read(generation.join(STATE_FILE)).ok()?;
+    pub fn read(generation: &Dir) -> Option<State> {
+        let mut file = open_regular(generation, STATE_FILE.as_ref()).ok()??;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
-    pub fn write(&self, generation: &Path) -> Result<()> {
+    pub fn write(&self, generation: &Dir) -> Result<()> {
         let json = serde_json::to_vec_pretty(self)?;
-        write_atomic(&generation.join(STATE_FILE), &json, 0o400, None)
+        write_atomic(generation, STATE_FILE.as_ref(), &json, 0o400, None).map(drop)
     }
 }
 
@@ -73,17 +81,24 @@ pub enum Change {
     Unchanged,
 }
 
-/// Compares the file at `previous` with the new bytes, mode and owner (`None`: the owner could
-/// not be resolved yet, so it cannot be shown unchanged).
-pub fn compare(previous: &Path, data: &[u8], mode: u32, owner: Owner) -> Change {
-    let Ok(meta) = fs::symlink_metadata(previous) else {
+/// Compares the previous file (opened by the caller; `None`: there was none) with the new
+/// bytes, mode and owner (`None`: the owner could not be resolved yet, so it cannot be shown
+/// unchanged).
+pub fn compare(previous: Option<fs::File>, data: &[u8], mode: u32, owner: Owner) -> Change {
+    let Some(mut previous) = previous else {
         return Change::New;
     };
+    let Ok(meta) = previous.metadata() else {
+        return Change::Changed;
+    };
+    let mut old = Vec::new();
     let same = meta.is_file()
         && meta.len() == data.len() as u64
         && meta.mode() & 0o7777 == mode
         && owner == Some((meta.uid(), meta.gid()))
-        && fs::read(previous).is_ok_and(|old| old == data);
+        && previous.read_to_end(&mut old).is_ok()
+        && old == data;
+    zeroize::Zeroize::zeroize(&mut old);
     if same {
         Change::Unchanged
     } else {
@@ -179,16 +194,15 @@ fn append_units(list: Option<&Path>, units: &BTreeSet<String>) -> Result<()> {
         return Ok(());
     }
     // /run/nixos may not exist yet early in an activation.
-    if let Some(parent) = list.parent() {
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(list)
-        .with_context(|| format!("cannot open {}", list.display()))?;
+    let (dir, name) = Dir::open_parent(list, Some(0o755))?;
+    let mut file = rustix::fs::openat(
+        dir.fd(),
+        &*name,
+        OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map(fs::File::from)
+    .with_context(|| format!("cannot open {}", list.display()))?;
     let mut text = String::new();
     for unit in units {
         text.push_str(unit);
@@ -207,19 +221,20 @@ mod tests {
     fn compare_sees_bytes_mode_and_owner() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        assert_eq!(compare(&path, b"a", 0o400, None), Change::New);
+        let open = || Some(fs::File::open(&path).unwrap());
+        assert_eq!(compare(None, b"a", 0o400, None), Change::New);
         fs::write(&path, b"a").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
         let meta = fs::metadata(&path).unwrap();
         let me = Some((meta.uid(), meta.gid()));
-        assert_eq!(compare(&path, b"a", 0o400, me), Change::Unchanged);
-        assert_eq!(compare(&path, b"b", 0o400, me), Change::Changed);
-        assert_eq!(compare(&path, b"a", 0o440, me), Change::Changed);
+        assert_eq!(compare(open(), b"a", 0o400, me), Change::Unchanged);
+        assert_eq!(compare(open(), b"b", 0o400, me), Change::Changed);
+        assert_eq!(compare(open(), b"a", 0o440, me), Change::Changed);
         assert_eq!(
-            compare(&path, b"a", 0o400, Some((meta.uid() + 1, meta.gid()))),
+            compare(open(), b"a", 0o400, Some((meta.uid() + 1, meta.gid()))),
             Change::Changed
         );
-        assert_eq!(compare(&path, b"a", 0o400, None), Change::Changed);
+        assert_eq!(compare(open(), b"a", 0o400, None), Change::Changed);
     }
 
     #[test]
@@ -234,10 +249,12 @@ mod tests {
                 ("secret:gone".into(), units(&["gone.service"])),
             ]),
             pending: Units::default(),
+            ..State::default()
         };
         let current = State {
             entries: BTreeMap::from([("secret:a".into(), units(&["a.service"]))]),
             pending: Units::default(),
+            ..State::default()
         };
         assert_eq!(removed(&previous, &current), units(&["gone.service"]));
     }

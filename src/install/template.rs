@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::manifest::{PLACEHOLDER_PREFIX, PLACEHOLDER_SUFFIX};
+/// Prefix of the string `age.placeholder.<name>` yields; a template holds
+/// `<RAGENIX:PLACEHOLDER:name>` where the secret's plaintext goes.
+pub const PLACEHOLDER_PREFIX: &str = "<RAGENIX:PLACEHOLDER:";
+pub const PLACEHOLDER_SUFFIX: &str = ">";
 
 /// One placeholder occurrence: byte range in the content and the secret it names.
 struct Marker<'a> {

@@ -554,7 +554,7 @@ pub(crate) fn call(
         }
         "getEnv" => {
             let n = ev.force_str(a(0), p)?;
-            Value::str(&std::env::var(&*n).unwrap_or_default())
+            Value::str(&ev.sandbox.env(&n))
         }
         "groupBy" | "partition" => {
             let f = ev.force(a(0), p)?;
@@ -739,38 +739,32 @@ pub(crate) fn call(
         }
         "pathExists" => {
             let path = coerce_to_path(ev, a(0), p)?;
-            Value::Bool(path.symlink_metadata().is_ok())
+            let exists = ev.sandbox.exists(&canon_path(&path.to_string_lossy()));
+            Value::Bool(
+                exists.map_err(|e| ev.denied(e, "", "checking the existence of", &path, p))?,
+            )
         }
         "readFile" => {
             let path = coerce_to_path(ev, a(0), p)?;
-            let bytes = std::fs::read(&path).map_err(|e| {
-                EvalError::eval(
-                    format!("opening file '{}': {}", path.display(), io_reason(&e)),
-                    p,
-                )
-            })?;
+            let bytes = ev
+                .sandbox
+                .read(&canon_path(&path.to_string_lossy()))
+                .map_err(|e| ev.denied(e, "opening file", "reading", &path, p))?;
             Value::str(&String::from_utf8_lossy(&bytes))
         }
         "readDir" => {
             let path = coerce_to_path(ev, a(0), p)?;
-            let entries = std::fs::read_dir(&path).map_err(|e| {
-                EvalError::eval(
-                    format!("opening directory '{}': {}", path.display(), io_reason(&e)),
-                    p,
-                )
-            })?;
+            let entries = ev
+                .sandbox
+                .read_dir(&canon_path(&path.to_string_lossy()))
+                .map_err(|e| {
+                    ev.denied(e, "opening directory", "reading the directory", &path, p)
+                })?;
             let mut set = Attrs::new();
-            for entry in entries {
-                let entry = entry.map_err(|e| EvalError::eval(e.to_string(), p))?;
-                let kind = match entry.file_type() {
-                    Ok(t) if t.is_dir() => "directory",
-                    Ok(t) if t.is_symlink() => "symlink",
-                    Ok(t) if t.is_file() => "regular",
-                    _ => "unknown",
-                };
+            for (name, kind) in entries {
                 let t = ev.done(Value::str(kind));
                 set.insert(
-                    Rc::from(entry.file_name().to_string_lossy().as_ref()),
+                    Rc::from(name.as_str()),
                     Attr {
                         value: t,
                         pos: None,
@@ -927,14 +921,6 @@ fn coerce_to_path(ev: &mut Evaluator, t: ThunkId, p: Option<Pos>) -> Result<Path
         ));
     }
     Ok(PathBuf::from(s))
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
-        std::io::ErrorKind::PermissionDenied => "Permission denied".to_owned(),
-        _ => e.to_string(),
-    }
 }
 
 fn base_name_of(path: &str) -> &str {

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use super::builtins;
 use super::diag::{EvalError, Pos, Sources};
 use super::lower::{canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Param, Part};
+use super::sandbox::{Denied, Sandbox};
 use super::value::{
     format_float_json, format_float_to_string, Attr, Attrs, EnvData, EnvId, PrimApp, Strict,
     ThunkId, ThunkState, Value,
@@ -42,10 +43,12 @@ pub(crate) struct Evaluator {
     globals: FxHashMap<Rc<str>, u32>,
     /// Store paths already computed, by source path.
     store_paths: HashMap<PathBuf, String>,
+    /// What may be read; every file and environment access goes through it.
+    pub sandbox: Sandbox,
 }
 
 impl Evaluator {
-    pub fn new(root_shown: &str) -> Self {
+    pub fn new(root_shown: &str, sandbox: Sandbox) -> Self {
         let mut ev = Evaluator {
             sources: Sources::default(),
             thunks: Vec::new(),
@@ -57,6 +60,7 @@ impl Evaluator {
             root_shown: root_shown.to_owned(),
             globals: FxHashMap::default(),
             store_paths: HashMap::new(),
+            sandbox,
         };
         let (names, slots) = builtins::globals(&mut ev);
         ev.globals = names;
@@ -339,7 +343,8 @@ impl Evaluator {
             }
             Expr::Not(e, pos) => Ok(Value::Bool(!self.eval_bool(e, env, *pos)?)),
             Expr::Neg(e, pos) => match self.eval(e, env)? {
-                Value::Int(i) => Ok(Value::Int(0i64.wrapping_sub(i))),
+                // Nix parses `-x` as `__sub 0 x`, so overflow is reported as a subtraction.
+                Value::Int(i) => checked_int(BinOp::Sub, 0, i, *pos),
                 Value::Float(f) => Ok(Value::Float(-f)),
                 other => Err(type_error(&other, "an integer", *pos)),
             },
@@ -673,16 +678,10 @@ impl Evaluator {
         if let Some(s) = self.store_paths.get(path) {
             return Ok(s.clone());
         }
-        let s = super::store::store_path(path).map_err(|e| {
-            let reason = match e.kind() {
-                std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
-                _ => e.to_string(),
-            };
-            EvalError::eval(
-                format!("getting status of '{}': {reason}", path.display()),
-                pos,
-            )
-        })?;
+        let s = self
+            .sandbox
+            .store_path(path)
+            .map_err(|e| self.denied(e, "getting status of", "access to path", path, pos))?;
         self.store_paths.insert(path.to_path_buf(), s.clone());
         Ok(s)
     }
@@ -759,7 +758,7 @@ impl Evaluator {
                 (Attrs(_), other) | (other, _) => return Err(type_error(&other, "a set", pos)),
             },
             BinOp::Add => match (a, b) {
-                (Int(x), Int(y)) => Int(x.wrapping_add(y)),
+                (Int(x), Int(y)) => checked_int(op, x, y, pos)?,
                 (Int(x), Float(y)) => Float(x as f64 + y),
                 (Float(x), Int(y)) => Float(x + y as f64),
                 (Float(x), Float(y)) => Float(x + y),
@@ -792,11 +791,7 @@ impl Evaluator {
                     return Err(EvalError::eval("division by zero", Some(pos)));
                 }
                 match (x, y) {
-                    (Int(x), Int(y)) => Int(match op {
-                        BinOp::Sub => x.wrapping_sub(y),
-                        BinOp::Mul => x.wrapping_mul(y),
-                        _ => x.wrapping_div(y),
-                    }),
+                    (Int(x), Int(y)) => checked_int(op, x, y, pos)?,
                     (x, y) => {
                         let (x, y) = (as_f64(&x), as_f64(&y));
                         Float(match op {
@@ -916,22 +911,19 @@ impl Evaluator {
     /// The (lazy) value of a file; each file is read, parsed and evaluated at most once.
     pub fn import(&mut self, path: &Path, pos: Option<Pos>) -> Result<ThunkId, EvalError> {
         let mut file = canon_path(&path.to_string_lossy());
-        if file.is_dir() {
+        let deny =
+            |ev: &Self, e, file: &Path| ev.denied(e, "getting status of", "importing", file, pos);
+        if self
+            .sandbox
+            .is_dir(&file)
+            .map_err(|e| deny(self, e, &file))?
+        {
             file.push("default.nix");
         }
         if let Some(t) = self.files.get(&file) {
             return Ok(*t);
         }
-        let text = std::fs::read(&file).map_err(|e| {
-            let reason = match e.kind() {
-                std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
-                _ => e.to_string(),
-            };
-            EvalError::eval(
-                format!("getting status of '{}': {reason}", file.display()),
-                pos,
-            )
-        })?;
+        let text = self.sandbox.read(&file).map_err(|e| deny(self, e, &file))?;
         let text = String::from_utf8_lossy(&text).into_owned();
         let shown = match pos {
             Some(p) => shown_relative(
@@ -944,6 +936,31 @@ impl Evaluator {
         let t = self.load_source(shown, file.clone(), Rc::from(text))?;
         self.files.insert(file, t);
         Ok(t)
+    }
+
+    /// The located error for a file access the sandbox refused: Nix's message for an I/O
+    /// error (`{io_what} '{path}': {reason}`), ours for a path outside the rules root.
+    pub fn denied(
+        &self,
+        e: Denied,
+        io_what: &str,
+        outside_what: &str,
+        path: &Path,
+        pos: Option<Pos>,
+    ) -> EvalError {
+        match e {
+            Denied::Outside => {
+                EvalError::eval(self.sandbox.outside_message(outside_what, path), pos)
+            }
+            Denied::Io(e) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => "No such file or directory".to_owned(),
+                    std::io::ErrorKind::PermissionDenied => "Permission denied".to_owned(),
+                    _ => e.to_string(),
+                };
+                EvalError::eval(format!("{io_what} '{}': {reason}", path.display()), pos)
+            }
+        }
     }
 
     /// Parses and lowers a file; returns a thunk of its value.
@@ -1066,6 +1083,23 @@ impl Evaluator {
         self.depth -= 1;
         out
     }
+}
+
+/// Integer `+ - * /` (divisor already known non-zero); overflow is an error, as in Nix since
+/// 2.24 (older Nix wrapped around silently, except for division).
+fn checked_int(op: BinOp, x: i64, y: i64, pos: Pos) -> Result<Value, EvalError> {
+    let (result, verb, sign) = match op {
+        BinOp::Add => (x.checked_add(y), "adding", '+'),
+        BinOp::Sub => (x.checked_sub(y), "subtracting", '-'),
+        BinOp::Mul => (x.checked_mul(y), "multiplying", '*'),
+        _ => (x.checked_div(y), "dividing", '/'),
+    };
+    result.map(Value::Int).ok_or_else(|| {
+        EvalError::eval(
+            format!("integer overflow in {verb} {x} {sign} {y}"),
+            Some(pos),
+        )
+    })
 }
 
 fn as_f64(v: &Value) -> f64 {
@@ -1359,11 +1393,59 @@ mod tests {
             json!([3, 3.5, 2, 3, 0.1, 0.333333, 1e20]),
         );
         check_eval(
-            "[ (-1) (- 2.5) (2 * 3) (9223372036854775807 + 1) ]",
+            "[ (-1) (- 2.5) (2 * 3) (-9223372036854775807 - 1) ]",
             json!([-1, -2.5, 6, i64::MIN]),
         );
         check_err("1 / 0", "division by zero");
         check_err("1 + \"a\"", "cannot add a string to an integer");
+    }
+
+    #[test]
+    fn integer_overflow_is_an_error_as_in_nix() {
+        let msg = check_err(
+            "{\n  x = 9223372036854775807 + 1;\n}",
+            "integer overflow in adding 9223372036854775807 + 1",
+        );
+        assert!(msg.starts_with("input.nix:2:7:"), "{msg}");
+        let min = "(-9223372036854775807 - 1)";
+        for (src, wanted) in [
+            (
+                format!("{min} - 1"),
+                "integer overflow in subtracting -9223372036854775808 - 1",
+            ),
+            (
+                format!("- {min}"),
+                "integer overflow in subtracting 0 - -9223372036854775808",
+            ),
+            (
+                "4611686018427387904 * 2".to_owned(),
+                "integer overflow in multiplying 4611686018427387904 * 2",
+            ),
+            (
+                format!("{min} / (-1)"),
+                "integer overflow in dividing -9223372036854775808 / -1",
+            ),
+            (
+                "builtins.add 9223372036854775807 1".to_owned(),
+                "integer overflow in adding",
+            ),
+            (
+                "builtins.mul 9223372036854775807 2".to_owned(),
+                "integer overflow in multiplying",
+            ),
+            (
+                "builtins.sub (-2) 9223372036854775807".to_owned(),
+                "integer overflow in subtracting",
+            ),
+            (
+                format!("builtins.div {min} (-1)"),
+                "integer overflow in dividing",
+            ),
+        ] {
+            check_err(&src, wanted);
+        }
+        // Floats do not overflow into errors.
+        check_eval("9223372036854775807 + 1.0 > 0", json!(true));
     }
 
     #[test]

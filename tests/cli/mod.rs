@@ -1,6 +1,7 @@
 //! The `ragenix` command line, driven as a user would: flags, edit, rekey, interop with Go
 //! `age`, crash safety and plaintext hygiene.
 
+mod confinement;
 mod crash;
 mod edit;
 mod example;

@@ -3,6 +3,7 @@
 //! itself, so the ramfs, the installer runs and the checks all share one namespace that
 //! disappears with it. Needs root and `unshare`; keys come from `ssh-keygen`.
 
+mod attacks;
 mod modules;
 mod nix;
 mod scenarios;

@@ -402,7 +402,7 @@ fn modes_are_judged_only_by_the_installer_at_build_time_in_both_modules() {
         let err = stderr(&out);
         for (i, (mode, ok)) in MODES.iter().enumerate() {
             assert_eq!(
-                !err.contains(&format!("secret `s{i}`: mode `{mode}`")),
+                !err.contains(&format!("age.secrets.\"s{i}\".mode: mode `{mode}`")),
                 *ok,
                 "{module}: mode {mode}:\n{err}"
             );

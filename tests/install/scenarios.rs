@@ -148,7 +148,8 @@ ns_test!(
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
-            err.contains("error: secret `flaky`") && err.contains("(the previous version is kept)"),
+            err.contains("error: secret `flaky`")
+                && err.contains("(the previous version is kept, with mode 0400 and owner 0:0)"),
             "{err}"
         );
         assert!(
@@ -485,7 +486,7 @@ fn check_mode_validates_schema_modes_names_and_age_headers_without_decrypting() 
     assert!(err.contains("checking the manifest"), "{err}");
     assert!(
         err.contains("mode `u+r` is not an octal mode")
-            && err.contains("secret `good` is declared twice"),
+            && err.contains("age.secrets.\"good\" is declared twice"),
         "{err}"
     );
     let out = run(json!({"version": 1}), &[]);
