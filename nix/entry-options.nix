@@ -115,9 +115,31 @@ in
     type = types.attrsOf (entry {
       what = "decrypted secret";
       subdir = "";
-      source.file = mkOption {
-        type = types.path;
-        description = "Age file the secret is decrypted from.";
+      source = {
+        file = mkOption {
+          type = types.path;
+          description = "Age file the secret is decrypted from.";
+        };
+        format = mkOption {
+          type = types.str;
+          default = "binary";
+          example = "yaml";
+          description = ''
+            How the decrypted file is read: `"binary"` (the whole file is the secret) or
+            `"json"`, `"yaml"`, `"dotenv"`, `"ini"`: a document whose value at `key` is the
+            secret. Several secrets may name the same file; it is decrypted once.
+          '';
+        };
+        key = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "github/oauth_token";
+          description = ''
+            Path of the value in the document, `/`-separated (a list index is a number; for
+            dotenv the variable name; for INI `section/name`). Required unless `format` is
+            `"binary"`.
+          '';
+        };
       };
     });
     default = { };

@@ -40,6 +40,8 @@ let
       # Interpolating a path copies the .age file to the store (as agenix does); strings
       # (files outside the store) are kept as they are.
       file = "${s.file}";
+      format = s.format or "binary";
+      key = s.key or null;
     }
     // common "${secretsDir}/${name}" s;
 

@@ -76,6 +76,8 @@ let
       reloadUnits ? [ ],
       credentials ? [ ],
       credentialName ? lib.replaceStrings [ "/" ] [ "_" ] name,
+      format ? "binary",
+      key ? null,
       file,
     }:
     {
@@ -90,6 +92,8 @@ let
         reloadUnits
         credentials
         credentialName
+        format
+        key
         file
         ;
     };
@@ -436,6 +440,64 @@ in
           "worker.service"
           "other.service"
         ];
+      });
+  };
+
+  # Many values in one file: JSON, YAML and dotenv documents, several secrets from each (run
+  # end to end by tests/install/modules.rs, where the key `db/nope` is missing).
+  structured = {
+    configuration =
+      { config, ... }:
+      {
+        age.identityPaths = [ identity ];
+        age.secrets = {
+          gh-token = {
+            file = files "app.json";
+            format = "json";
+            key = "github/oauth_token";
+          };
+          gh-user = {
+            file = files "app.json";
+            format = "json";
+            key = "github/user";
+          };
+          db-password = {
+            file = files "db.yaml";
+            format = "yaml";
+            key = "db/password";
+          };
+          smtp = {
+            file = files "db.yaml";
+            format = "yaml";
+            key = "smtp";
+          };
+          api-token = {
+            file = files "app.env";
+            format = "dotenv";
+            key = "API_TOKEN";
+          };
+          signing-key = {
+            file = files "app.env";
+            format = "dotenv";
+            key = "SIGNING_KEY";
+          };
+          missing = {
+            file = files "db.yaml";
+            format = "yaml";
+            key = "db/nope";
+          };
+        };
+        age.templates."app.conf".content = "token=${config.age.placeholder.gh-token} db=${config.age.placeholder.db-password}\n";
+      };
+    expect =
+      r:
+      noFailures r
+      ++ agenixOrder r
+      ++ eq "gh-token" r.age.secrets.gh-token (secret {
+        name = "gh-token";
+        file = files "app.json";
+        format = "json";
+        key = "github/oauth_token";
       });
   };
 

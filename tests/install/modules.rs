@@ -234,6 +234,7 @@ fn nixos_cases_hold_in_the_real_nixos_module_system() {
             "persistNotNeededForBoot",
             "persistService",
             "sshKeyPaths",
+            "structured",
             "sysusers",
             "userborn"
         ]
@@ -649,6 +650,71 @@ ns_test!(
     }
 );
 
+ns_test!(
+    nixos_activation_installs_values_from_json_yaml_and_dotenv_documents,
+    |env| {
+        let Some(trees) =
+            trees("nixos_activation_installs_values_from_json_yaml_and_dotenv_documents")
+        else {
+            return;
+        };
+        let yaml = env.encrypt(
+            "db.yaml",
+            b"db:\n  password: hunter2\n  user: app\nsmtp: 'mail: pw'\n",
+        );
+        env.encrypt(
+            "app.json",
+            br#"{"github": {"oauth_token": "gho_1", "user": "bot"}}"#,
+        );
+        env.encrypt("app.env", b"API_TOKEN=tok-1\nexport SIGNING_KEY='sig 2'\n");
+        let params = format!(
+            r#"only = [ "structured" ]; params = {{ files = n: {}+ "/${{n}}.age"; identity = {}; package = {}; }};"#,
+            lit(env.root.join("store").to_str().unwrap()),
+            lit(env.key.to_str().unwrap()),
+            built_package(&env.root)
+        );
+        let evaluated = eval_nixos(trees, &repo().join("module.nix"), &params);
+        assert_eq!(failures(&evaluated), Vec::<String>::new());
+        let result = &evaluated["structured"]["result"];
+        let check = run_check_phase(result);
+        assert!(check.status.success(), "checkPhase: {}", stderr(&check));
+        let script = agenix_activation(result["activation"]["script"].as_str().unwrap(), "true");
+        mount_tmpfs_on_run();
+
+        let out = run_bash(&script);
+        // `missing` names a key the document does not have: it alone fails.
+        assert!(!out.status.success());
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(
+            log.contains(&format!(
+                "secret `missing` ({}): yaml key `db/nope`: the key is not in the document",
+                yaml.display()
+            )),
+            "{log}"
+        );
+        assert!(!log.contains("hunter2"), "{log}");
+        assert_eq!(log.matches("error: secret").count(), 1, "{log}");
+        for (name, want) in [
+            ("gh-token", "gho_1"),
+            ("gh-user", "bot"),
+            ("db-password", "hunter2"),
+            ("smtp", "mail: pw"),
+            ("api-token", "tok-1"),
+            ("signing-key", "sig 2"),
+            ("templates/app.conf", "token=gho_1 db=hunter2\n"),
+        ] {
+            let path = format!("/run/agenix/{name}");
+            assert_eq!(fs::read_to_string(&path).unwrap(), want, "{name}");
+            assert_eq!(
+                meta(&fs::canonicalize(&path).unwrap()),
+                (0o400, 0, 0),
+                "{name}"
+            );
+        }
+        assert!(!Path::new("/run/agenix/missing").exists());
+    }
+);
+
 fn env_generations() -> Vec<u64> {
     let mut found: Vec<u64> = fs::read_dir("/run/agenix.d")
         .unwrap()
@@ -874,6 +940,7 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
             "nixos-persistNotNeededForBoot",
             "nixos-persistService",
             "nixos-sshKeyPaths",
+            "nixos-structured",
             "nixos-sysusers",
             "nixos-userborn"
         ]
