@@ -15,6 +15,7 @@ use crate::error::{self, UserError};
 use crate::keys::{self, Identities};
 use crate::prompt::TerminalPrompt;
 use crate::rules::{self, LoadOptions, Rules, Secret};
+use crate::structured::{self, Format, Key};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
 #[derive(Parser, Debug)]
@@ -41,6 +42,16 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     pub decrypt: Option<PathBuf>,
+
+    /// With -d: print only the value at KEY (`github/oauth_token`) of the decrypted JSON, YAML,
+    /// dotenv or INI document
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// With --key: how to read the document. Default: from FILE's name (`db.yaml.age`,
+    /// `app.env.age`)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// Re-encrypt every secret in the rules (or only the named ones) to its current
     /// recipients; all or nothing
@@ -85,7 +96,8 @@ pub struct Args {
     pub textconv: bool,
 
     /// Report every difference between the rules and the files (missing, orphaned, unreadable,
-    /// wrong recipients, wrong armor); exit 1 if there is any. Needs no identity
+    /// wrong recipients, wrong armor); exit 1 if there is any. Needs no identity; with -i it
+    /// also decrypts the files whose rules declare `keys` and looks each key up
     #[arg(long, group = "action")]
     pub check: bool,
 
@@ -160,6 +172,18 @@ impl Args {
             (self.json, "--json", "--check", self.check),
             (self.stale, "--stale", "--rekey", self.rekey.is_some()),
             (self.force, "--force", "--generate", self.generate.is_some()),
+            (
+                self.key.is_some(),
+                "--key",
+                "--decrypt",
+                self.decrypt.is_some(),
+            ),
+            (
+                self.format.is_some(),
+                "--format",
+                "--key",
+                self.key.is_some(),
+            ),
         ] {
             if given && !present {
                 return Err(Args::command().error(
@@ -168,7 +192,31 @@ impl Args {
                 ));
             }
         }
+        if let (Some(file), Some(_)) = (&self.decrypt, &self.key) {
+            self.structured(file)
+                .map_err(|e| Args::command().error(clap::error::ErrorKind::InvalidValue, e))?;
+        }
         Ok(())
+    }
+
+    /// With `--key`: the document's format and the key, checked against each other.
+    fn structured(&self, file: &Path) -> Result<Option<(Format, Key)>, String> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let key: Key = key.parse().map_err(|e| format!("--key: {e}"))?;
+        let format = match self.format {
+            Some(f) => f,
+            None => Format::from_file_name(&file.to_string_lossy()).ok_or_else(|| {
+                format!(
+                    "cannot tell the format of {} from its name; pass --format {}",
+                    file.display(),
+                    Format::NAMES[1..].join("|")
+                )
+            })?,
+        };
+        key.check_for(format).map_err(|e| format!("--key: {e}"))?;
+        Ok(Some((format, key)))
     }
 }
 
@@ -276,13 +324,26 @@ fn find_rules<'r>(rules: &'r Rules, files: &[PathBuf]) -> Result<Vec<&'r Secret>
 /// `--check`: the report on stdout; findings are a failure without an error message of their
 /// own, since the report already says everything.
 fn check(args: &Args, rules: &Rules) -> Result<()> {
-    let report = crate::check::check(rules);
+    // Keys are looked up only with identities asked for: a plain `--check` (CI) decrypts
+    // nothing.
+    let ids = if args.identity.is_empty() {
+        None
+    } else {
+        Some(identities(args)?)
+    };
+    let report = crate::check::check_with_keys(rules, ids.as_ref());
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
         write!(out, "{}", report.render_human())?;
+        if let crate::check::KeyCheck::Skipped { declared } = report.keys {
+            writeln!(
+                out,
+                "note: {declared} declared key(s) not checked: pass -i to decrypt the files and look them up"
+            )?;
+        }
         writeln!(out, "{}", report.summary())?;
     }
     out.flush()?;
@@ -343,9 +404,17 @@ fn decrypt(args: &Args, file: &Path) -> Result<()> {
         Ok(ids) => ids,
         Err(e) => return no_identity(args, file, e),
     };
+    let structured = args.structured(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    if let Err(e) = crate::age_io::decrypt(&ids, &mut input, &mut out) {
+    // A document is read whole before one value is taken from it; plain files stream.
+    let mut document = zeroize::Zeroizing::new(Vec::new());
+    let sink: &mut dyn Write = if structured.is_some() {
+        &mut *document
+    } else {
+        &mut out
+    };
+    if let Err(e) = crate::age_io::decrypt(&ids, &mut input, sink) {
         // age_io reports "no identity matched" as a UserError and a key that could not be
         // unlocked through `unlock_error`; both happen before any output. Every other error is
         // about the file or the output.
@@ -354,6 +423,11 @@ fn decrypt(args: &Args, file: &Path) -> Result<()> {
             return no_identity(args, file, e);
         }
         return Err(e.context(format!("cannot decrypt {}", file.display())));
+    }
+    if let Some((format, key)) = structured {
+        let value = structured::extract(format, &document, &key)
+            .with_context(|| format!("{}: {format} key `{key}`", file.display()))?;
+        out.write_all(&value)?;
     }
     out.flush()?;
     Ok(())

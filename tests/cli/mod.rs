@@ -8,6 +8,7 @@ mod example;
 mod flags;
 mod interop;
 mod rekey;
+mod structured;
 
 use std::fs;
 use std::path::{Path, PathBuf};
