@@ -9,6 +9,7 @@ use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use age::{DecryptError, Decryptor, Encryptor};
 use anyhow::{Context, Result};
 
+use crate::error::{Kind, UserError};
 use crate::keys::{BoxRecipient, Identities};
 
 /// Encrypts everything from `input` to `recipients` into `output`.
@@ -43,13 +44,17 @@ pub fn decrypt(ids: &Identities, input: &mut dyn Read, output: &mut dyn Write) -
     let mut stream = decryptor.decrypt(ids.iter()).map_err(|e| {
         if matches!(e, DecryptError::NoMatchingKeys) {
             let files: Vec<String> = ids.files.iter().map(|f| f.display().to_string()).collect();
-            anyhow::Error::new(crate::error::UserError::with_hint(
-                format!("no identity matched (tried {})", files.join(", ")),
-                "pass the right key with -i, or rekey the file to include your key",
-            ))
+            anyhow::Error::new(
+                UserError::with_hint(
+                    format!("no identity matched (tried {})", files.join(", ")),
+                    "pass the right key with -i, or rekey the file to include your key",
+                )
+                .kind(Kind::NoIdentity),
+            )
         } else if let (DecryptError::KeyDecryptionFailed, Some(why)) = (&e, ids.unlock_error.get())
         {
-            anyhow::anyhow!("{why}")
+            // `why` already carries its hint line, if any.
+            UserError::new(why.clone()).kind(Kind::NoIdentity).into()
         } else {
             explain(e)
         }

@@ -63,6 +63,13 @@ fn create_temp(target: &Path, mode: u32) -> Result<NamedTempFile> {
         .permissions(Permissions::from_mode(mode))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    // Marks it as owned by a live run until the descriptor closes (rename or removal), so that
+    // another run's stale-temp clean-up leaves it alone whatever else goes wrong. Best effort:
+    // on a filesystem without `flock`, the writer lock (`lock`) still keeps runs apart.
+    let _ = rustix::fs::flock(
+        tmp.as_file(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    );
     in_flight().push(tmp.path().to_path_buf());
     Ok(tmp)
 }
@@ -233,13 +240,35 @@ pub fn remove_stale_in(dir: &Path, names: &HashSet<OsString>) -> Result<usize> {
         if at < 1 || bytes[0] != b'.' || at + mark.len() == bytes.len() {
             continue;
         }
-        if wanted.contains(&bytes[1..at]) {
-            fs::remove_file(entry.path())
-                .with_context(|| format!("removing stale {}", entry.path().display()))?;
-            removed += 1;
+        if wanted.contains(&bytes[1..at]) && !owned_by_a_live_run(&entry.path()) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                // Its run finished (renamed or removed it) after we listed it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("removing stale {}", entry.path().display()))
+                }
+            }
         }
     }
     Ok(removed)
+}
+
+/// Whether the run that created temp file `path` still holds its `flock` (see `create_temp`).
+/// A file that cannot be opened to check (unreadable mode, not a regular file) counts as
+/// stale, as it did before the check existed.
+fn owned_by_a_live_run(path: &Path) -> bool {
+    use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(path, flags, Mode::empty()) else {
+        return false;
+    };
+    // Probing takes the lock if it is free; it goes again when `fd` closes.
+    matches!(
+        flock(&fd, FlockOperation::NonBlockingLockShared),
+        Err(rustix::io::Errno::WOULDBLOCK)
+    )
 }
 
 #[cfg(test)]
@@ -298,13 +327,28 @@ mod tests {
     fn stale_temps_of_this_target_only_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.age");
-        let staged = stage(&f, |w| Ok(w.write_all(b"x")?)).unwrap();
-        let path = staged.tmp.as_ref().unwrap().path().to_path_buf();
-        std::mem::forget(staged); // as if the process had been killed
+        let mut staged = stage(&f, |w| Ok(w.write_all(b"x")?)).unwrap();
+        // As if the process had been killed: the file stays, its descriptor (and lock) goes.
+        let (file, path) = staged.tmp.take().unwrap().keep().unwrap();
+        drop(file);
+        forget_in_flight(&path);
         fs::write(dir.path().join(".b.age.ragenix-tmp-123"), "other").unwrap();
         assert!(path.exists());
         assert_eq!(remove_stale(&f).unwrap(), 1);
         assert!(!path.exists());
         assert_eq!(leftovers(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn stale_clean_up_leaves_the_temp_file_of_a_live_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.age");
+        // Staged and not yet committed: as another process in the middle of its rekey.
+        let live = stage(&f, |w| Ok(w.write_all(b"x")?)).unwrap();
+        let path = live.tmp.as_ref().unwrap().path().to_path_buf();
+        assert_eq!(remove_stale(&f).unwrap(), 0);
+        assert!(path.exists());
+        live.commit().unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"x");
     }
 }

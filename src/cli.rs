@@ -1,9 +1,11 @@
-//! Command line: agenix's flags, parsed with clap, dispatched to the modules that do the work.
+//! Command line: agenix's flags, parsed with clap into an [`Action`], dispatched to the
+//! modules that do the work.
 //!
-//! Owns flag validation (before any I/O), rules loading for the actions that need it, the
-//! single place errors are printed, and the exit code: 0 success, 1 failure, 2 usage.
+//! Owns rules loading for the actions that need it, the single place errors are printed, and
+//! the exit code: 0 success, 1 failure, 2 usage. Which flag belongs to which action is
+//! [`crate::action`]'s.
 
-use std::io::{self, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,8 +13,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser};
 
+use crate::action::Action;
 use crate::error::{self, UserError};
 use crate::keys::{self, Identities};
+use crate::lock;
+use crate::output;
 use crate::prompt::TerminalPrompt;
 use crate::rules::{self, LoadOptions, Rules, Secret};
 use crate::structured::{self, Format, Key};
@@ -24,6 +29,14 @@ use crate::structured::{self, Format, Key};
 pub struct Args {
     /// Edit FILE: decrypt it to a private temp file, run the editor, re-encrypt to the rules'
     /// recipients
+    ///
+    /// The new content comes from the first that applies: --editor CMD (or --editor -, stdin);
+    /// stdin, if it is not a terminal and holds at least one byte; $VISUAL, then $EDITOR (`-`
+    /// meaning stdin); vi, on a terminal. An editor in $EDITOR runs without a terminal too (a
+    /// script such as `sed -i s/a/b/` from cron). An empty stdin that is not a terminal, with
+    /// no editor set, is an error and changes nothing; only --editor - writes an empty secret.
+    /// Content from stdin replaces FILE even when no identity can decrypt it (the "unchanged"
+    /// check is then skipped); an editor needs an identity to show the old content.
     #[arg(
         short,
         long,
@@ -43,24 +56,14 @@ pub struct Args {
     )]
     pub decrypt: Option<PathBuf>,
 
-    /// With -d: print only the value at KEY (`github/oauth_token`) of the decrypted JSON, YAML,
-    /// dotenv or INI document
-    #[arg(long, value_name = "KEY")]
-    pub key: Option<String>,
-
-    /// With --key: how to read the document. Default: from FILE's name (`db.yaml.age`,
-    /// `app.env.age`)
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<Format>,
-
     /// Re-encrypt every secret in the rules (or only the named ones) to its current
     /// recipients; all or nothing
     #[arg(short, long, value_name = "FILE", group = "action", num_args = 0..)]
     pub rekey: Option<Vec<PathBuf>>,
 
-    /// Identity to decrypt with (age identity file or ssh private key); repeatable.
-    /// Default: ~/.ssh/id_ed25519 and ~/.ssh/id_rsa when present
-    #[arg(short, long, value_name = "PATH", action = clap::ArgAction::Append, num_args = 1)]
+    /// Identities to decrypt with (age identity files or ssh private keys): `-i A B` or
+    /// `-i A -i B`. Default: ~/.ssh/id_ed25519 and ~/.ssh/id_rsa when present
+    #[arg(short, long, value_name = "PATH", action = clap::ArgAction::Append, num_args = 1..)]
     pub identity: Vec<PathBuf>,
 
     /// The rules file
@@ -72,8 +75,8 @@ pub struct Args {
     )]
     pub rules: PathBuf,
 
-    /// Editor command, split like a shell would; `-` reads the new content from stdin.
-    /// Default: $VISUAL, then $EDITOR, then vi
+    /// With -e: editor command, split like a shell would; `-` reads the new content from stdin
+    /// (even when empty). Default: stdin if it holds content, else $VISUAL, $EDITOR, vi
     #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
     pub editor: Option<String>,
 
@@ -100,6 +103,16 @@ pub struct Args {
     /// also decrypts the files whose rules declare `keys` and looks each key up
     #[arg(long, group = "action")]
     pub check: bool,
+
+    /// With -d: print only the value at KEY (`github/oauth_token`) of the decrypted JSON, YAML,
+    /// dotenv or INI document
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// With --key: how to read the document. Default: from FILE's name (`db.yaml.age`,
+    /// `app.env.age`)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// With --check: print the report as JSON
     #[arg(long)]
@@ -133,12 +146,13 @@ pub struct Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = args.check() {
-        e.exit();
-    }
-    match run(&args) {
+    let action = match Action::from_args(&args) {
+        Ok(action) => action,
+        Err(e) => e.exit(),
+    };
+    match run(&args, action) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("ragenix: {e:#}");
@@ -150,140 +164,80 @@ pub fn main() -> ExitCode {
     }
 }
 
-impl Args {
-    /// Flag combinations clap's attributes cannot express; checked before any I/O.
-    pub fn check(&self) -> Result<(), clap::Error> {
-        use clap::CommandFactory;
-        if self.editor.is_some() && self.edit.is_none() {
-            return Err(Args::command().error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "--editor only applies to --edit",
-            ));
+/// Runs `action` with the flags every action shares from `args`.
+pub fn run(args: &Args, action: Action) -> Result<()> {
+    match action {
+        Action::Decrypt {
+            file,
+            textconv,
+            structured,
+        } => decrypt(args, &file, textconv, structured),
+        Action::Completions(shell) => {
+            let mut out = output::stdout();
+            crate::manual::completions(shell, &mut out)?;
+            out.flush().map_err(Into::into)
         }
-        // Not clap's `requires`: it is waived when another member of the action group is
-        // present, which is exactly the case to refuse.
-        for (given, flag, action, present) in [
-            (
-                self.textconv,
-                "--textconv",
-                "--decrypt",
-                self.decrypt.is_some(),
-            ),
-            (self.json, "--json", "--check", self.check),
-            (self.stale, "--stale", "--rekey", self.rekey.is_some()),
-            (self.force, "--force", "--generate", self.generate.is_some()),
-            (
-                self.key.is_some(),
-                "--key",
-                "--decrypt",
-                self.decrypt.is_some(),
-            ),
-            (
-                self.format.is_some(),
-                "--format",
-                "--key",
-                self.key.is_some(),
-            ),
-        ] {
-            if given && !present {
-                return Err(Args::command().error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    format!("{flag} only applies to {action}"),
-                ));
+        Action::Man => {
+            let mut out = output::stdout();
+            crate::manual::man_page(&mut out)?;
+            out.flush().map_err(Into::into)
+        }
+        Action::Schema => output::json(&crate::schema::rules_schema()),
+        Action::DumpRules => output::json(&rules::evaluate(&args.rules, &load_options(args))?),
+        Action::Edit { file, editor } => {
+            let rules = load_rules(args)?;
+            let secret = find_rule(&rules, &file)?;
+            let opts = crate::edit::EditOptions {
+                editor,
+                verbose: args.verbose,
+            };
+            crate::edit::edit(
+                &file,
+                secret,
+                &opts,
+                || identities(args),
+                // At a terminal, giving up would throw away what the user just typed.
+                || lock::writer(&rules.file, std::io::stdin().is_terminal()),
+            )
+        }
+        Action::Check { json } => {
+            let rules = load_rules(args)?;
+            // Keys are looked up only with identities asked for: a plain `--check` (CI)
+            // decrypts nothing.
+            let ids = if args.identity.is_empty() {
+                None
+            } else {
+                Some(identities(args)?)
+            };
+            check(&rules, ids.as_ref(), json)
+        }
+        Action::Generate { files, force } => {
+            let rules = load_rules(args)?;
+            let only = find_rules(&rules, &files)?;
+            // Held from the plan on: a second run must see the files the first one created.
+            let _lock = lock::writer(&rules.file, false)?;
+            crate::generate::generate_files(&rules, &only, force, args.verbose)
+        }
+        Action::Rekey { files, stale } => {
+            let rules = load_rules(args)?;
+            // Held from the stale check on, so that it sees the files as the previous run left.
+            let _lock = lock::writer(&rules.file, false)?;
+            let mut selected: Vec<&Secret> = if files.is_empty() {
+                rules.secrets.iter().collect()
+            } else {
+                find_rules(&rules, &files)?
+            };
+            if stale {
+                let stale = crate::check::stale(&rules);
+                selected.retain(|s| stale.iter().any(|x| x.name == s.name));
+                if selected.is_empty() {
+                    eprintln!("ragenix: no stale secrets, nothing to rekey");
+                    return Ok(());
+                }
             }
+            crate::rekey::rekey(&rules, &selected, &identities(args)?, args.verbose)
         }
-        if let (Some(file), Some(_)) = (&self.decrypt, &self.key) {
-            self.structured(file)
-                .map_err(|e| Args::command().error(clap::error::ErrorKind::InvalidValue, e))?;
-        }
-        Ok(())
     }
-
-    /// With `--key`: the document's format and the key, checked against each other.
-    fn structured(&self, file: &Path) -> Result<Option<(Format, Key)>, String> {
-        let Some(key) = &self.key else {
-            return Ok(None);
-        };
-        let key: Key = key.parse().map_err(|e| format!("--key: {e}"))?;
-        let format = match self.format {
-            Some(f) => f,
-            None => Format::from_file_name(&file.to_string_lossy()).ok_or_else(|| {
-                format!(
-                    "cannot tell the format of {} from its name; pass --format {}",
-                    file.display(),
-                    Format::NAMES[1..].join("|")
-                )
-            })?,
-        };
-        key.check_for(format).map_err(|e| format!("--key: {e}"))?;
-        Ok(Some((format, key)))
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Runs one parsed command line.
-pub fn run(args: &Args) -> Result<()> {
-    if let Some(file) = &args.decrypt {
-        return decrypt(args, file);
-    }
-    if let Some(shell) = args.completions {
-        return crate::manual::completions(shell, &mut io::stdout().lock());
-    }
-    if args.man {
-        return crate::manual::man_page(&mut io::stdout().lock());
-    }
-    if args.schema {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &crate::schema::rules_schema())?;
-        writeln!(out)?;
-        return out.flush().map_err(Into::into);
-    }
-    if args.dump_rules {
-        let json = rules::evaluate(&args.rules, &load_options(args))?;
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &json)?;
-        writeln!(out)?;
-        return out.flush().map_err(Into::into);
-    }
-    let rules = load_rules(args)?;
-    if let Some(file) = &args.edit {
-        let secret = find_rule(&rules, file)?;
-        let opts = crate::edit::EditOptions {
-            editor: args.editor.clone(),
-            verbose: args.verbose,
-        };
-        return crate::edit::edit(file, secret, &opts, || identities(args));
-    }
-    if args.check {
-        return check(args, &rules);
-    }
-    if let Some(files) = &args.generate {
-        let only = find_rules(&rules, files)?;
-        return crate::generate::generate_files(&rules, &only, args.force, args.verbose);
-    }
-    if let Some(files) = &args.rekey {
-        let mut selected: Vec<&Secret> = if files.is_empty() {
-            rules.secrets.iter().collect()
-        } else {
-            find_rules(&rules, files)?
-        };
-        if args.stale {
-            let stale = crate::check::stale(&rules);
-            selected.retain(|s| stale.iter().any(|x| x.name == s.name));
-            if selected.is_empty() {
-                eprintln!("ragenix: no stale secrets, nothing to rekey");
-                return Ok(());
-            }
-        }
-        return crate::rekey::rekey(&rules, &selected, &identities(args)?, args.verbose);
-    }
-    unreachable!("clap requires one action")
 }
 
 fn load_options(args: &Args) -> LoadOptions {
@@ -323,20 +277,12 @@ fn find_rules<'r>(rules: &'r Rules, files: &[PathBuf]) -> Result<Vec<&'r Secret>
 
 /// `--check`: the report on stdout; findings are a failure without an error message of their
 /// own, since the report already says everything.
-fn check(args: &Args, rules: &Rules) -> Result<()> {
-    // Keys are looked up only with identities asked for: a plain `--check` (CI) decrypts
-    // nothing.
-    let ids = if args.identity.is_empty() {
-        None
+fn check(rules: &Rules, ids: Option<&Identities>, json: bool) -> Result<()> {
+    let report = crate::check::check_with_keys(rules, ids);
+    if json {
+        output::json(&report)?;
     } else {
-        Some(identities(args)?)
-    };
-    let report = crate::check::check_with_keys(rules, ids.as_ref());
-    let mut out = io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
+        let mut out = output::stdout();
         write!(out, "{}", report.render_human())?;
         if let crate::check::KeyCheck::Skipped { declared } = report.keys {
             writeln!(
@@ -345,8 +291,8 @@ fn check(args: &Args, rules: &Rules) -> Result<()> {
             )?;
         }
         writeln!(out, "{}", report.summary())?;
+        out.flush()?;
     }
-    out.flush()?;
     if report.ok {
         Ok(())
     } else {
@@ -397,17 +343,20 @@ fn identities(args: &Args) -> Result<Identities> {
     keys::load_identities(&args.identity, Arc::new(TerminalPrompt))
 }
 
-fn decrypt(args: &Args, file: &Path) -> Result<()> {
+fn decrypt(
+    args: &Args,
+    file: &Path,
+    textconv: bool,
+    structured: Option<(Format, Key)>,
+) -> Result<()> {
     let mut input =
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let ids = match identities(args) {
         Ok(ids) => ids,
-        Err(e) => return no_identity(args, file, e),
+        Err(e) => return no_identity(textconv, file, e),
     };
-    let structured = args.structured(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    // A document is read whole before one value is taken from it; plain files stream.
+    let mut out = output::stdout();
+    // A document is read whole before one value is taken from it; a plain file streams.
     let mut document = zeroize::Zeroizing::new(Vec::new());
     let sink: &mut dyn Write = if structured.is_some() {
         &mut *document
@@ -420,7 +369,7 @@ fn decrypt(args: &Args, file: &Path) -> Result<()> {
         // about the file or the output.
         if ids.unlock_error.get().is_some() || e.chain().any(|c| c.is::<UserError>()) {
             drop(out);
-            return no_identity(args, file, e);
+            return no_identity(textconv, file, e);
         }
         return Err(e.context(format!("cannot decrypt {}", file.display())));
     }
@@ -437,19 +386,19 @@ fn decrypt(args: &Args, file: &Path) -> Result<()> {
 /// as a textconv driver for every file version in a diff. With `--textconv` the line goes to
 /// stdout and the exit is 0, so git shows it in place of the cleartext and goes on; without
 /// it, exit 1, because a caller reading stdout as the secret must see the failure.
-fn no_identity(args: &Args, file: &Path, e: anyhow::Error) -> Result<()> {
+fn no_identity(textconv: bool, file: &Path, e: anyhow::Error) -> Result<()> {
     let mut why = format!("{e:#}");
     if let Some(h) = error::hint(&e) {
         why.push_str("; hint: ");
         why.push_str(h);
     }
-    if args.textconv {
+    if textconv {
         // Git hands us each old version as a randomly named temp file, so the notice names
         // only the file; a fingerprint of the ciphertext keeps a changed file from looking
         // unchanged (identical textconv output hides the file from the diff).
         let name = file.file_name().map_or(file, Path::new).display();
         let print = ciphertext_fingerprint(file)?;
-        let mut out = io::stdout().lock();
+        let mut out = output::stdout();
         writeln!(
             out,
             "[ragenix: cannot decrypt {name} (ciphertext {print:016x}): {why}]"

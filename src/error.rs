@@ -10,6 +10,18 @@ use std::fmt;
 pub struct UserError {
     pub message: String,
     pub hint: Option<String>,
+    pub kind: Kind,
+}
+
+/// What a caller may do about a [`UserError`] besides printing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only printing it.
+    Other,
+    /// No identity can decrypt a file: none was found, none matched, or the matching one could
+    /// not be unlocked. The file itself may be fine; a caller that only wanted to compare
+    /// against the old content (`-e` from stdin) can go on without it.
+    NoIdentity,
 }
 
 impl UserError {
@@ -17,6 +29,7 @@ impl UserError {
         UserError {
             message: message.into(),
             hint: None,
+            kind: Kind::Other,
         }
     }
 
@@ -24,7 +37,13 @@ impl UserError {
         UserError {
             message: message.into(),
             hint: Some(hint.into()),
+            kind: Kind::Other,
         }
+    }
+
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
     }
 }
 
@@ -41,4 +60,11 @@ pub fn hint(err: &anyhow::Error) -> Option<&str> {
     err.chain()
         .find_map(|e| e.downcast_ref::<UserError>())
         .and_then(|u| u.hint.as_deref())
+}
+
+/// Whether `err` says that no identity can decrypt a file (see [`Kind::NoIdentity`]).
+pub fn is_no_identity(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<UserError>())
+        .any(|u| u.kind == Kind::NoIdentity)
 }

@@ -173,6 +173,7 @@ pub fn load_identities(given: &[PathBuf], prompt: Arc<dyn Prompt>) -> Result<Ide
                 ),
                 "pass an age identity file or ssh private key with -i",
             )
+            .kind(crate::error::Kind::NoIdentity)
             .into());
         }
         found

@@ -199,6 +199,50 @@ fn identity_is_repeatable_and_any_one_may_match() {
 }
 
 #[test]
+fn identity_takes_several_paths_without_eating_the_file_of_the_action() {
+    let p = Project::new();
+    p.rules(&["a.age"]);
+    p.create("a.age", b"k");
+    let other = age::x25519::Identity::generate();
+    use age::secrecy::ExposeSecret;
+    fs::write(p.path("other.txt"), other.to_string().expose_secret()).unwrap();
+    super::script(&p.path("ed.sh"), "printf x >> \"$1\"");
+    // The editor needs the old content, so only key.txt (never first) makes the edit work.
+    let forms: [&[&str]; 3] = [
+        &["-i", "other.txt", "-i", "key.txt", "-e", "a.age"],
+        &["-i", "other.txt", "key.txt", "-e", "a.age"],
+        &["-e", "a.age", "-i", "other.txt", "key.txt"],
+    ];
+    let mut want = b"k".to_vec();
+    for args in forms {
+        p.cmd()
+            .args(["--editor", "sh ed.sh"])
+            .args(args)
+            .assert()
+            .success();
+        want.push(b'x');
+        assert_eq!(p.open("a.age").unwrap(), want, "{args:?}");
+    }
+    for args in [
+        &["-i", "other.txt", "key.txt", "-d", "a.age"][..],
+        &["-d", "a.age", "-i", "other.txt", "key.txt"][..],
+    ] {
+        p.cmd().args(args).assert().success().stdout("kxxx");
+    }
+    p.cmd()
+        .args(["-i", "other.txt", "key.txt", "-r", "a.age"])
+        .assert()
+        .success();
+    assert_eq!(p.open("a.age").unwrap(), b"kxxx");
+    // -i never takes the place of the file of -e: without one it is still a usage error.
+    p.cmd().args(["-i", "key.txt", "-e"]).assert().code(2);
+    p.cmd()
+        .args(["-i", "key.txt", "other.txt", "-d"])
+        .assert()
+        .code(2);
+}
+
+#[test]
 fn an_unreadable_identity_names_the_file() {
     let p = Project::new();
     p.rules(&["a.age"]);

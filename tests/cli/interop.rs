@@ -99,9 +99,9 @@ fn interop(kind: &str) {
         let name = name.as_str();
         let what = format!("{kind} {name}");
 
-        // ragenix writes, age reads.
+        // ragenix writes, age reads (`--editor -`: the empty payload is meant).
         p.cmd()
-            .args(["-e", name])
+            .args(["--editor", "-", "-e", name])
             .write_stdin(plain.to_vec())
             .assert()
             .success();

@@ -1,12 +1,15 @@
 //! The `ragenix` command line, driven as a user would: flags, edit, rekey, interop with Go
 //! `age`, crash safety and plaintext hygiene.
 
+mod closed_pipe;
 mod confinement;
 mod crash;
 mod edit;
+mod edit_source;
 mod example;
 mod flags;
 mod interop;
+mod one_writer;
 mod rekey;
 mod structured;
 
@@ -98,10 +101,11 @@ impl Project {
             .env("TMPDIR", self.path("tmp"));
     }
 
-    /// Encrypts `plain` to this project's key with ragenix itself (`-e` from stdin).
+    /// Encrypts `plain` to this project's key with ragenix itself (`-e` from stdin; `--editor -`
+    /// because only it may write an empty secret).
     pub fn create(&self, name: &str, plain: &[u8]) {
         self.cmd()
-            .args(["-i", "key.txt", "-e", name])
+            .args(["-i", "key.txt", "--editor", "-", "-e", name])
             .write_stdin(plain.to_vec())
             .assert()
             .success();

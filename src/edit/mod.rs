@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,72 +13,79 @@ use std::process::Command;
 use anyhow::{anyhow, Context, Result};
 use zeroize::Zeroizing;
 
-use crate::error::UserError;
+use crate::error::{self, UserError};
 use crate::keys::{self, Identities};
+use crate::lock::WriterLock;
 use crate::rules::Secret;
 use crate::{age_io, atomic, signals};
 
+mod source;
+
+use source::{Console, Source};
+
 pub struct EditOptions {
-    /// `--editor`; wins over the "stdin is not a terminal" rule because it was asked for.
+    /// `--editor`; wins over stdin and the environment because it was asked for.
     pub editor: Option<String>,
     pub verbose: bool,
 }
 
-/// Where the new content comes from.
-enum Source {
-    Stdin,
-    Editor(String),
-}
-
-fn source(opts: &EditOptions) -> Source {
-    match &opts.editor {
-        Some(cmd) if cmd == "-" => Source::Stdin,
-        Some(cmd) => Source::Editor(cmd.clone()),
-        None if !io::stdin().is_terminal() => Source::Stdin,
-        None => Source::Editor(
-            ["VISUAL", "EDITOR"]
-                .iter()
-                .filter_map(|v| std::env::var(v).ok())
-                .find(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| "vi".to_owned()),
-        ),
-    }
-}
-
 /// Edits `file`, whose rule is `secret`. Identities are loaded only when there is something
-/// to decrypt.
+/// to decrypt; `lock` is taken for the write only, not while the editor is open.
 pub fn edit(
     file: &Path,
     secret: &Secret,
     opts: &EditOptions,
     load_ids: impl FnOnce() -> Result<Identities>,
+    lock: impl FnOnce() -> Result<WriterLock>,
 ) -> Result<()> {
     // Refuse bad recipients before the user spends time in the editor.
     let recipients = keys::recipients(&secret.name, &secret.public_keys)?;
     let shown = file.display();
-    let old: Option<Zeroizing<Vec<u8>>> = if file.exists() {
-        let ids = load_ids()?;
-        let mut input = fs::File::open(file).with_context(|| format!("cannot open {shown}"))?;
-        // Sized up front (plaintext is shorter than its age file) so that no reallocation
-        // leaves an unzeroed copy behind.
-        let size = input.metadata().map_or(0, |m| m.len() as usize);
-        let mut plain = Zeroizing::new(Vec::with_capacity(size));
-        age_io::decrypt(&ids, &mut input, &mut *plain)
-            .with_context(|| format!("cannot decrypt {shown}"))?;
-        Some(plain)
-    } else {
-        None
-    };
-    let new = match source(opts) {
-        Source::Stdin => {
-            let mut buf = Zeroizing::new(Vec::new());
-            io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading the new content from stdin")?;
-            buf
+    let exists = file.exists();
+    let mut read = || source::read_stdin(file);
+    let source = source::choose(
+        file,
+        exists,
+        Console::real(opts.editor.as_deref(), &mut read),
+    )?;
+    let new = match source {
+        Source::Stdin(new) => {
+            // The old content only serves to leave an unchanged file untouched, so someone who
+            // holds no key for it (rotating a token encrypted only to hosts) may replace it.
+            let old = if exists {
+                match decrypt_existing(file, load_ids) {
+                    Ok(old) => Some(old),
+                    Err(e) if error::is_no_identity(&e) => {
+                        let why = format!("{e:#}");
+                        let why = why.lines().next().unwrap_or_default();
+                        eprintln!(
+                            "ragenix: note: {why}; the \"unchanged\" check was skipped and {shown} is replaced"
+                        );
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            if old.as_deref() == Some(&new) {
+                eprintln!("{shown} wasn't changed, skipping re-encryption.");
+                return Ok(());
+            }
+            new
         }
         Source::Editor(cmd) => {
+            // The editor shows the old content, so here an identity is required.
+            let old = if exists {
+                Some(decrypt_existing(file, load_ids)?)
+            } else {
+                None
+            };
             match run_editor(file, old.as_deref().map(|v| &v[..]), &cmd, opts.verbose)? {
+                Some(new) if old.as_deref() == Some(&new) => {
+                    eprintln!("{shown} wasn't changed, skipping re-encryption.");
+                    return Ok(());
+                }
                 Some(new) => new,
                 None => {
                     eprintln!("ragenix: {shown} wasn't created: the editor saved nothing, nothing was written.");
@@ -87,14 +94,11 @@ pub fn edit(
             }
         }
     };
-    if old.as_deref().map(|v| &v[..]) == Some(&new[..]) {
-        eprintln!("{shown} wasn't changed, skipping re-encryption.");
-        return Ok(());
-    }
     if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         // A new secret in a new subdirectory, as agenix allows.
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
+    let _lock = lock()?;
     atomic::remove_stale(file)?;
     atomic::write(file, |w| {
         age_io::encrypt(&recipients, secret.armor, &mut &new[..], w)
@@ -107,6 +111,23 @@ pub fn edit(
         );
     }
     Ok(())
+}
+
+/// The plaintext of the existing `file`.
+fn decrypt_existing(
+    file: &Path,
+    load_ids: impl FnOnce() -> Result<Identities>,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let shown = file.display();
+    let ids = load_ids().with_context(|| format!("cannot decrypt {shown}"))?;
+    let mut input = fs::File::open(file).with_context(|| format!("cannot open {shown}"))?;
+    // Sized up front (plaintext is shorter than its age file) so that no reallocation
+    // leaves an unzeroed copy behind.
+    let size = input.metadata().map_or(0, |m| m.len() as usize);
+    let mut plain = Zeroizing::new(Vec::with_capacity(size));
+    age_io::decrypt(&ids, &mut input, &mut *plain)
+        .with_context(|| format!("cannot decrypt {shown}"))?;
+    Ok(plain)
 }
 
 /// Writes `old` (if any) into a private file, runs the editor on it and returns what it left,
