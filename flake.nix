@@ -7,12 +7,18 @@
     url = "github:nix-community/home-manager";
     inputs.nixpkgs.follows = "nixpkgs";
   };
+  # Only for `checks` (the nix-darwin module evaluated in nix-darwin's module system).
+  inputs.nix-darwin = {
+    url = "github:nix-darwin/nix-darwin";
+    inputs.nixpkgs.follows = "nixpkgs";
+  };
 
   outputs =
     {
       self,
       nixpkgs,
       home-manager,
+      nix-darwin,
     }:
     let
       inherit (nixpkgs) lib;
@@ -24,9 +30,10 @@
       ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      # One check per case of nix/tests/{cases,home-cases}.nix: the same evaluations and
+      # One check per case of nix/tests/{cases,home-cases}.nix on Linux and of
+      # nix/tests/{darwin-cases,home-darwin-cases}.nix on macOS: the same evaluations and
       # assertions `cargo test` runs against the nix-trees snapshots, here against this flake's
-      # nixpkgs and home-manager. Evaluation does the work; the build only reports.
+      # nixpkgs, home-manager and nix-darwin. Evaluation does the work; the build only reports.
       evalChecks =
         pkgs:
         let
@@ -45,18 +52,34 @@
               )
             ) cases;
         in
-        report "nixos" (
-          import ./nix/tests/eval-nixos.nix {
-            nixpkgs = nixpkgs.outPath;
-            inherit (pkgs.stdenv.hostPlatform) system;
-          }
-        )
-        // report "home" (
-          import ./nix/tests/eval-home.nix {
-            homeManager = home-manager.outPath;
-            inherit pkgs;
-          }
-        );
+        if pkgs.stdenv.isDarwin then
+          report "darwin" (
+            import ./nix/tests/eval-darwin.nix {
+              nixDarwin = nix-darwin.outPath;
+              nixpkgs = nixpkgs.outPath;
+              inherit (pkgs.stdenv.hostPlatform) system;
+            }
+          )
+          // report "home-darwin" (
+            import ./nix/tests/eval-home.nix {
+              homeManager = home-manager.outPath;
+              inherit pkgs;
+              cases = import ./nix/tests/home-darwin-cases.nix { inherit lib; };
+            }
+          )
+        else
+          report "nixos" (
+            import ./nix/tests/eval-nixos.nix {
+              nixpkgs = nixpkgs.outPath;
+              inherit (pkgs.stdenv.hostPlatform) system;
+            }
+          )
+          // report "home" (
+            import ./nix/tests/eval-home.nix {
+              homeManager = home-manager.outPath;
+              inherit pkgs;
+            }
+          );
     in
     {
       packages = forAllSystems (pkgs: {
@@ -70,6 +93,12 @@
         ragenix = ./module.nix;
         age = self.nixosModules.ragenix;
         default = self.nixosModules.ragenix;
+      };
+
+      darwinModules = {
+        ragenix = ./darwin-module.nix;
+        age = self.darwinModules.ragenix;
+        default = self.darwinModules.ragenix;
       };
 
       homeManagerModules = {
@@ -98,15 +127,13 @@
           # The package build runs `cargo test`.
           ragenix = self.packages.${pkgs.stdenv.hostPlatform.system}.ragenix;
         }
-        // lib.optionalAttrs pkgs.stdenv.isLinux (
-          {
-            vm = import ./nix/tests/vm.nix {
-              inherit pkgs;
-              module = self.nixosModules.default;
-            };
-          }
-          // evalChecks pkgs
-        )
+        // lib.optionalAttrs pkgs.stdenv.isLinux {
+          vm = import ./nix/tests/vm.nix {
+            inherit pkgs;
+            module = self.nixosModules.default;
+          };
+        }
+        // evalChecks pkgs
       );
 
       formatter = forAllSystems (pkgs: pkgs.nixfmt);

@@ -1,7 +1,9 @@
 # home-manager module: agenix's home-manager options (`age.secrets.<n>.{file,path,mode,symlink}`,
 # `age.identityPaths`, `age.secretsDir` under $XDG_RUNTIME_DIR) plus templates and
 # restartUnits for user units. `$XDG_RUNTIME_DIR` and `~` are expanded by the installer at run
-# time, in a systemd user oneshot that re-runs whenever the manifest changes.
+# time, in a systemd user oneshot that re-runs whenever the manifest changes. On macOS, where
+# there is neither systemd nor $XDG_RUNTIME_DIR, the launchd agent `agenix` runs it instead
+# (as home-manager's own modules do), under the per-user `$TMPDIR`.
 {
   config,
   lib,
@@ -19,11 +21,17 @@ let
 
   cfg = config.age;
   installer = "${cfg.ragenix.package}/bin/ragenix-install";
+  inherit (pkgs.stdenv.hostPlatform) isDarwin;
 
   manifest = import ./nix/manifest-file.nix {
     inherit pkgs lib cfg;
     kind = "home";
+    platform = if isDarwin then "darwin" else "linux";
   };
+
+  # macOS's per-user temp directory (0700, under /var/folders): what `$TMPDIR` in the
+  # default paths means, whatever launchd put in the agent's environment.
+  runtimeDir = if isDarwin then "TMPDIR" else "XDG_RUNTIME_DIR";
 in
 {
   options.age = {
@@ -46,12 +54,14 @@ in
     };
     secretsDir = mkOption {
       type = types.str;
-      default = "\${XDG_RUNTIME_DIR}/agenix";
+      default = "\${${runtimeDir}}/agenix";
+      defaultText = literalExpression ''"''${XDG_RUNTIME_DIR}/agenix" (on macOS "''${TMPDIR}/agenix")'';
       description = "Directory (a symlink to the current generation) where secrets appear; expanded at run time.";
     };
     secretsMountPoint = mkOption {
       type = types.str;
-      default = "\${XDG_RUNTIME_DIR}/agenix.d";
+      default = "\${${runtimeDir}}/agenix.d";
+      defaultText = literalExpression ''"''${XDG_RUNTIME_DIR}/agenix.d" (on macOS "''${TMPDIR}/agenix.d")'';
       description = "Directory holding the numbered generations; expanded at run time.";
     };
   }
@@ -70,7 +80,27 @@ in
           message = "age.identityPaths must be set.";
         }
       ];
-
+    })
+    (mkIf ((cfg.secrets != { } || cfg.templates != { }) && isDarwin) {
+      # home-manager reloads an agent whose plist changed, and RunAtLoad runs it then and at
+      # login; launchd retries it until it succeeds.
+      launchd.agents.agenix = {
+        enable = true;
+        config = {
+          ProgramArguments = [
+            "/bin/sh"
+            "-c"
+            ''TMPDIR="$(/usr/bin/getconf DARWIN_USER_TEMP_DIR)" && export TMPDIR && exec "$0" "$1"''
+            installer
+            "${manifest}"
+          ];
+          RunAtLoad = true;
+          KeepAlive.SuccessfulExit = false;
+          ProcessType = "Background";
+        };
+      };
+    })
+    (mkIf ((cfg.secrets != { } || cfg.templates != { }) && !isDarwin) {
       systemd.user.services.agenix = {
         Unit.Description = "Install age secrets";
         Service = {

@@ -10,13 +10,7 @@
   ...
 }:
 let
-  inherit (lib)
-    literalExpression
-    mkIf
-    mkMerge
-    mkOption
-    types
-    ;
+  inherit (lib) mkIf mkMerge;
 
   cfg = config.age;
   users = config.users.users;
@@ -47,51 +41,15 @@ in
 {
   imports = [ (lib.mkRenamedOptionModule [ "age" "sshKeyPaths" ] [ "age" "identityPaths" ]) ];
 
-  options.age = {
-    ageBin = mkOption {
-      type = types.str;
-      default = "${pkgs.age}/bin/age";
-      defaultText = literalExpression ''"''${pkgs.age}/bin/age"'';
-      description = ''
-        Accepted so that agenix configurations keep evaluating. Unused: ragenix decrypts
-        in-process with the age library.
-      '';
-    };
-    secretsDir = mkOption {
-      type = types.path;
-      default = "/run/agenix";
-      description = "Directory (a symlink to the current generation) where secrets appear.";
-    };
-    secretsMountPoint = mkOption {
-      type =
-        types.addCheck types.str (
-          s: (builtins.match "[ \t\n]*" s) == null && (builtins.match ".+/" s) == null
-        )
-        // {
-          description = "${types.str.description} (with check: non-empty without trailing slash)";
-        };
-      default = "/run/agenix.d";
-      description = "Where the ramfs holding the numbered generations is mounted.";
-    };
-    identityPaths = mkOption {
-      type = types.listOf types.path;
-      default =
-        if (config.services.openssh.enable or false) then
-          map (e: e.path) (
-            lib.filter (e: e.type == "rsa" || e.type == "ed25519") config.services.openssh.hostKeys
-          )
-        else
-          [ ];
-      defaultText = literalExpression ''
-        the rsa and ed25519 entries of config.services.openssh.hostKeys when openssh is enabled,
-        else [ ]
-      '';
-      description = "Private keys (SSH host keys, age or plugin identity files) tried for decryption.";
-    };
-  }
+  options.age =
+    import ./nix/system-options.nix {
+      inherit lib pkgs config;
+      isDarwin = false;
+    }
   // import ./nix/entry-options.nix {
     inherit lib cfg users;
     kind = "system";
+    credentials = true;
   }
   // import ./nix/common-options.nix { inherit lib pkgs cfg; };
 

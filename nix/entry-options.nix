@@ -10,6 +10,9 @@
   kind,
   # config.users.users (system only), for the default group.
   users ? { },
+  # NixOS only: `credentials` / `credentialName` for systemd's LoadCredential= (nix-darwin has
+  # no systemd, home-manager's user units are left out).
+  credentials ? false,
 }:
 let
   inherit (lib) literalExpression mkOption types;
@@ -49,7 +52,7 @@ let
             "User units reloaded when this file changes.";
       };
     }
-    // lib.optionalAttrs isSystem {
+    // lib.optionalAttrs credentials {
       credentials = mkOption {
         type = types.listOf types.str;
         default = [ ];
@@ -70,6 +73,8 @@ let
           `:`, at most 255 characters, not `.` or `..` (systemd's rules).
         '';
       };
+    }
+    // lib.optionalAttrs isSystem {
       owner = mkOption {
         type = types.str;
         default = "0";

@@ -7,6 +7,8 @@
   cfg,
   # "system" or "home"; see nix/manifest.nix.
   kind,
+  # "linux" or "darwin".
+  platform ? "linux",
   # Extra manifest fields (restart list files).
   extra ? { },
 }:
@@ -26,10 +28,11 @@ pkgs.writeTextFile {
           secretsMountPoint
           ;
         mode = kind;
+        inherit platform;
         keepGenerations = cfg.ragenix.keepGenerations;
         pluginPaths = map (p: "${p}/bin") cfg.plugins;
       }
-      // lib.optionalAttrs (kind == "system") { dirGroup = "keys"; }
+      // lib.optionalAttrs (kind == "system") { dirGroup = if platform == "darwin" then "admin" else "keys"; }
       // extra
     )
   );

@@ -9,8 +9,17 @@
   secretsMountPoint ? "/run/agenix.d",
   # "system" (NixOS: ramfs, owners) or "home" (home-manager: $VAR paths expanded at run time)
   mode ? "system",
+  # "linux" or "darwin" (nix-darwin: a RAM disk made with hdiutil, the admin group)
+  platform ? "linux",
   keepGenerations ? 1,
-  dirGroup ? (if mode == "system" then "keys" else null),
+  dirGroup ? (
+    if mode != "system" then
+      null
+    else if platform == "darwin" then
+      "admin"
+    else
+      "keys"
+  ),
   pluginPaths ? [ ],
   restartListFile ? null,
   reloadListFile ? null,
@@ -60,6 +69,7 @@ in
   version = 1;
   inherit
     mode
+    platform
     secretsDir
     secretsMountPoint
     keepGenerations

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use std::sync::{Mutex, OnceLock, RwLock};
@@ -16,6 +16,7 @@ use std::sync::{Mutex, OnceLock, RwLock};
 use anyhow::{Context, Result};
 use tempfile::{Builder, NamedTempFile};
 
+use crate::platform::flush::Flush;
 use crate::signals;
 
 /// Marks our temp files: `.NAME.ragenix-tmp-XXXXXX` beside `NAME`.
@@ -113,23 +114,18 @@ pub fn stage_unsynced(
     stage_with(target, write, false)
 }
 
-/// Makes the content of every staged temp file durable with one `syncfs` per filesystem, so
-/// that renaming them afterwards cannot expose an empty or partial file after a power loss.
+/// Makes the content of every staged temp file durable the platform's way (see
+/// [`Flush`]), so that renaming them afterwards cannot expose an empty or partial file after a
+/// power loss.
 pub fn sync_staged(staged: &[Staged]) -> Result<()> {
-    let mut synced = HashSet::new();
-    for s in staged {
-        let tmp = s.tmp.as_ref().expect("a Staged always holds its temp file");
-        let file = tmp.as_file();
-        let dev = file
-            .metadata()
-            .with_context(|| format!("reading {}", tmp.path().display()))?
-            .dev();
-        if synced.insert(dev) {
-            rustix::fs::syncfs(file)
-                .with_context(|| format!("syncing the filesystem of {}", tmp.path().display()))?;
-        }
-    }
-    Ok(())
+    let files: Vec<(&File, &Path)> = staged
+        .iter()
+        .map(|s| {
+            let tmp = s.tmp.as_ref().expect("a Staged always holds its temp file");
+            (tmp.as_file(), tmp.path())
+        })
+        .collect();
+    Flush::current().flush(&files).map(drop)
 }
 
 fn stage_with(

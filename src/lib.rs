@@ -20,6 +20,7 @@ pub mod keys;
 pub mod lock;
 pub mod manual;
 pub mod output;
+pub mod platform;
 pub mod progress;
 pub mod prompt;
 pub mod rekey;

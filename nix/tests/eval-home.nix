@@ -57,7 +57,21 @@ let
         secrets = lib.mapAttrs (_: entry) c.age.secrets;
         templates = lib.mapAttrs (_: entry) c.age.templates;
       };
-      service = c.systemd.user.services.agenix;
+      service = c.systemd.user.services.agenix or null;
+      # macOS: the launchd agent as declared, and whether home-manager links it.
+      agent =
+        let
+          a = c.launchd.agents.agenix or null;
+        in
+        if a == null then
+          null
+        else
+          {
+            inherit (a) enable;
+            config = lib.filterAttrs (_: v: v != null) a.config;
+          };
+      launchAgentsLinked = lib.hasInfix "LaunchAgents" (c.home.extraBuilderCommands or "");
+      manifestJson = builtins.fromJSON (builtins.readFile c.age.ragenix.manifest);
       unitLinked = c.xdg.configFile ? "systemd/user/agenix.service";
       activation = lib.filter (lib.hasInfix "agenix") (lib.attrNames c.home.activation);
     };

@@ -31,4 +31,6 @@
   "gnused"
   "openssh"
   "nixfmt"
+  "rsync"
+  "jq"
 ]

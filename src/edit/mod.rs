@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{anyhow, Context, Result};
@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::error::{self, UserError};
 use crate::keys::{self, Identities};
 use crate::lock::WriterLock;
+use crate::platform::plaintext;
 use crate::rules::Secret;
 use crate::{age_io, atomic, signals};
 
@@ -212,30 +213,25 @@ struct PrivateDir {
     _on_signal: Option<signals::Registration>,
 }
 
-/// `$XDG_RUNTIME_DIR`, then `/dev/shm` (both tmpfs on usual systems), then `$TMPDIR`.
-pub fn plaintext_bases() -> Vec<PathBuf> {
-    let mut bases = Vec::new();
-    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
-        bases.push(PathBuf::from(xdg));
-    }
-    bases.push(PathBuf::from("/dev/shm"));
-    bases.push(std::env::temp_dir());
-    bases
-}
-
 impl PrivateDir {
+    /// In the platform's private place for plaintext (see [`plaintext`]), warning when only a
+    /// disk-backed fallback is left.
     fn create() -> Result<PrivateDir> {
+        let bases = plaintext::current();
         let mut last_err = None;
-        for base in plaintext_bases() {
-            if !base.is_dir() {
+        for (i, base) in bases.iter().enumerate() {
+            if !base.usable() {
                 continue;
             }
             match tempfile::Builder::new()
                 .prefix("ragenix-")
                 .permissions(fs::Permissions::from_mode(0o700))
-                .tempdir_in(&base)
+                .tempdir_in(&base.path)
             {
                 Ok(dir) => {
+                    if let Some(warning) = base.warning(&bases[..i]) {
+                        eprintln!("ragenix: warning: {warning}");
+                    }
                     let path = dir.path().to_path_buf();
                     // Registered before anything is written into it.
                     let on_signal = signals::on_fatal_signal(move || {
@@ -246,7 +242,7 @@ impl PrivateDir {
                         _on_signal: Some(on_signal),
                     });
                 }
-                Err(e) => last_err = Some((base, e)),
+                Err(e) => last_err = Some((&base.path, e)),
             }
         }
         Err(match last_err {

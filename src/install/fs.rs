@@ -1,13 +1,13 @@
 //! Filesystem operations of the installer, all relative to a directory reached by
 //! [`walk`](super::walk): files created in their final mode and owner and swapped in by
 //! `renameat`, atomic symlink replacement, chown of a file only if it is the inode that was
-//! written, numbered generations and their pruning, the ramfs mount. Nothing here takes a path
+//! written, numbered generations and their pruning. Nothing here takes a path
 //! to resolve, and nothing here knows about manifests.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context, Result};
@@ -16,12 +16,10 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use super::walk::Dir;
+use crate::platform::fd;
 
 /// Ownership to give a file; `None` leaves it owned by the installer (root before users exist).
 pub type Owner = Option<(u32, u32)>;
-
-/// `RAMFS_MAGIC` from `<linux/magic.h>`: what `fstatfs` reports for a ramfs.
-const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
 /// Which file the install phase wrote, so that a later phase (another process) can tell it
 /// from whatever a user may have put under the same name since.
@@ -86,7 +84,7 @@ pub fn set_dir_mode(dir: &Dir, mode: u32) -> Result<()> {
 /// Changes the owner of an open directory.
 pub fn chown_dir(dir: &Dir, owner: (u32, u32)) -> Result<()> {
     let (uid, gid) = ids(owner);
-    rfs::chownat(dir.fd(), "", uid, gid, AtFlags::EMPTY_PATH).with_context(|| {
+    fd::chown(dir.fd(), uid, gid).with_context(|| {
         format!(
             "cannot chown {} to {}:{}",
             dir.path().display(),
@@ -203,14 +201,14 @@ pub fn stat_at(dir: &Dir, name: &OsStr) -> Result<Option<Stat>> {
     }
 }
 
-/// An `O_PATH` handle on `name` in `dir` itself (a symlink is not followed) and what it is;
+/// A handle (see [`fd`]) on `name` in `dir` itself (a symlink is not followed) and what it is;
 /// `None` when nothing is there. Whatever happens to the name later, the handle stays on
 /// this inode.
 pub fn open_handle(dir: &Dir, name: &OsStr) -> Result<Option<(OwnedFd, Stat)>> {
     let fd = match rfs::openat(
         dir.fd(),
         name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        fd::HANDLE_FLAGS | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
         Ok(fd) => fd,
@@ -234,31 +232,23 @@ pub fn open_regular(dir: &Dir, name: &OsStr) -> Result<Option<File>> {
     if !is_regular(&st) {
         return Ok(None);
     }
-    reopen(&handle, OFlags::RDONLY)
+    reopen(&handle)
         .map(Some)
         .with_context(|| format!("cannot open {}", show(dir, name)))
 }
 
-/// Opens the inode behind an `O_PATH` handle (through `/proc/self/fd`, which names exactly
-/// that inode).
-pub fn reopen(handle: &OwnedFd, flags: OFlags) -> io::Result<File> {
-    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
-    Ok(File::from(rfs::open(
-        proc.as_str(),
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?))
+/// Opens the inode behind a handle for reading.
+pub fn reopen(handle: &OwnedFd) -> io::Result<File> {
+    fd::reopen_readonly(handle.as_fd())
 }
 
 /// Sets mode and owner of the inode behind `handle`.
 pub fn give_handle(handle: &OwnedFd, mode: u32, owner: Owner) -> io::Result<()> {
     if let Some(owner) = owner {
         let (uid, gid) = ids(owner);
-        rfs::chownat(handle, "", uid, gid, AtFlags::EMPTY_PATH)?;
+        fd::chown(handle.as_fd(), uid, gid)?;
     }
-    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
-    rfs::chmod(proc.as_str(), Mode::from_raw_mode(mode))?;
-    Ok(())
+    fd::chmod(handle.as_fd(), Mode::from_raw_mode(mode))
 }
 
 /// Chowns `name` in `dir` only if it is still the file `expected` that the install phase
@@ -307,15 +297,7 @@ pub fn chown_if_same(
 
 /// Hard-links the inode behind `handle` as `name` in `dir`.
 pub fn link_handle(handle: &OwnedFd, dir: &Dir, name: &OsStr) -> io::Result<()> {
-    let proc = format!("/proc/self/fd/{}", handle.as_raw_fd());
-    rfs::linkat(
-        rfs::CWD,
-        proc.as_str(),
-        dir.fd(),
-        name,
-        AtFlags::SYMLINK_FOLLOW,
-    )?;
-    Ok(())
+    fd::link(handle.as_fd(), dir.fd(), name)
 }
 
 /// Removes `name` in `dir` (not a directory).
@@ -406,48 +388,6 @@ pub fn prune(mount: &Dir, current: u64, keep: u32) -> Result<Vec<u64>> {
         remove_tree(mount, OsStr::new(&g.to_string()))?;
     }
     Ok(doomed)
-}
-
-/// Whether `dir` is the root of a ramfs mount: asked of the open directory, so no spelling of
-/// its path (`//`, a symlink on the way) can make a second ramfs go on top of the first.
-pub fn is_ramfs_mount(dir: &Dir) -> Result<bool> {
-    let fs = rfs::fstatfs(dir.fd())
-        .with_context(|| format!("cannot statfs {}", dir.path().display()))?;
-    // `f_type`'s integer type differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    if fs.f_type as u64 != RAMFS_MAGIC {
-        return Ok(false);
-    }
-    is_mount_root(dir)
-}
-
-/// Whether `dir` is where a filesystem is mounted: `STATX_ATTR_MOUNT_ROOT` where the kernel
-/// reports it (5.8+), else a different device from its parent's.
-fn is_mount_root(dir: &Dir) -> Result<bool> {
-    use rustix::fs::{StatxAttributes, StatxFlags};
-    if let Ok(sx) = rfs::statx(dir.fd(), "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS) {
-        if sx.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
-            return Ok(sx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
-        }
-    }
-    let parent = rfs::statat(dir.fd(), "..", AtFlags::empty())
-        .with_context(|| format!("cannot stat {}/..", dir.path().display()))?;
-    Ok(parent.st_dev != dir.stat()?.st_dev)
-}
-
-/// Mounts a fresh ramfs (never swapped to disk) on the directory `dir` holds open, mode 0751,
-/// by its `/proc/self/fd` name: the directory that was walked, whatever its path is now.
-pub fn mount_ramfs(dir: &Dir) -> Result<()> {
-    use rustix::mount::{mount, MountFlags};
-    let target = format!("/proc/self/fd/{}", dir.fd().as_raw_fd());
-    mount(
-        "ramfs",
-        target.as_str(),
-        "ramfs",
-        MountFlags::NODEV | MountFlags::NOSUID,
-        c"mode=0751",
-    )
-    .with_context(|| format!("cannot mount ramfs on {}", dir.path().display()))
 }
 
 /// Takes an exclusive lock on the file `name` in `dir` for as long as the returned handle

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::restart::Units;
+use crate::platform::Os;
 use crate::structured::{Format, Key};
 
 /// The only manifest version this installer reads.
@@ -29,11 +30,34 @@ pub enum Mode {
     Home,
 }
 
+/// The system the manifest was written for (its module): it decides the secrets filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// NixOS: a ramfs.
+    #[default]
+    Linux,
+    /// nix-darwin: an HFS+ RAM disk made with `hdiutil`.
+    Darwin,
+}
+
+impl From<Platform> for Os {
+    fn from(p: Platform) -> Os {
+        match p {
+            Platform::Linux => Os::Linux,
+            Platform::Darwin => Os::MacOs,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Manifest {
     pub version: u32,
     pub mode: Mode,
+    /// Absent in manifests from before nix-darwin support: NixOS.
+    #[serde(default)]
+    pub platform: Platform,
     pub secrets_dir: String,
     pub secrets_mount_point: String,
     pub identity_paths: Vec<String>,
@@ -648,6 +672,17 @@ mod tests {
     const BASE: &str = r#"{"version":1,"mode":"system","secretsDir":"/run/agenix",
         "secretsMountPoint":"/run/agenix.d","identityPaths":["/etc/ssh/k"],"secrets":[SECRETS],
         "templates":[TEMPLATES]}"#;
+
+    #[test]
+    fn the_platform_defaults_to_linux_and_only_known_ones_parse() {
+        let base = BASE.replace("SECRETS", "").replace("TEMPLATES", "");
+        assert_eq!(manifest(&base).platform, Platform::Linux);
+        let darwin = base.replace(r#""version":1"#, r#""version":1,"platform":"darwin""#);
+        assert_eq!(Os::from(manifest(&darwin).platform), Os::MacOs);
+        let bsd = base.replace(r#""version":1"#, r#""version":1,"platform":"freebsd""#);
+        let err = format!("{:#}", Manifest::from_json(&bsd).unwrap_err());
+        assert!(err.contains("unknown variant `freebsd`"), "{err}");
+    }
 
     fn with(secrets: &str, templates: &str) -> Manifest {
         manifest(

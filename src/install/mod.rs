@@ -22,6 +22,8 @@ use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::keys::Identities;
+use crate::platform::ramdisk;
+use crate::platform::secrets_fs::SecretsFs;
 use crate::structured;
 use fs::{FileId, Owner};
 use manifest::{Entry, Manifest, Mode, Source};
@@ -172,20 +174,33 @@ fn mount_point_mode(m: &Manifest) -> u32 {
     }
 }
 
-/// Makes secretsMountPoint a ramfs (system) or a private directory (home) and returns it open.
-/// Whether our ramfs is already there is asked of the directory itself, never of its name.
+/// Makes secretsMountPoint the platform's in-memory filesystem (system) or a private directory
+/// (home) and returns it open. On Linux whether our ramfs is already there is asked of the
+/// directory itself, never of its name; macOS's tools only take names, so there the path must
+/// be one only root can change.
 fn mount(m: &Manifest) -> Result<Dir> {
     let (parent, name) = Dir::open_parent(Path::new(&m.secrets_mount_point), Some(0o755))?;
     let name = Path::new(&name);
     match m.mode {
         Mode::Home => parent.open_sub(name, Some(0o700)),
         Mode::System => {
+            let secrets_fs = SecretsFs::for_os(m.platform.into());
+            let tools = &mut ramdisk::Commands;
             let mut dir = parent.open_sub(name, Some(0o751))?;
-            if !fs::is_ramfs_mount(&dir)? {
-                fs::mount_ramfs(&dir)?;
+            if !secrets_fs.is_mounted(dir.fd(), dir.path(), tools)? {
+                if let (true, Some(why)) = (secrets_fs.mounts_by_name(), dir.untrusted()) {
+                    bail!(
+                        "{} is below {why}: refusing to hand its name to `mount`",
+                        dir.path().display()
+                    );
+                }
+                secrets_fs.mount(dir.fd(), dir.path(), tools)?;
                 dir = parent.open_sub(name, None)?;
-                if !fs::is_ramfs_mount(&dir)? {
-                    bail!("{} is not a ramfs after mounting one", dir.path().display());
+                if !secrets_fs.is_mounted(dir.fd(), dir.path(), tools)? {
+                    bail!(
+                        "{} is not a {secrets_fs:?} after mounting one",
+                        dir.path().display()
+                    );
                 }
             }
             fs::set_dir_mode(&dir, 0o751)?;
@@ -500,7 +515,7 @@ impl<'a> NewGeneration<'a> {
         if !recorded.is(&st) || !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
             return None;
         }
-        fs::reopen(&handle, rustix::fs::OFlags::RDONLY).ok()
+        fs::reopen(&handle).ok()
     }
 
     /// Records an entry's units and file, and queues the units when it changed.

@@ -17,6 +17,8 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
+use crate::platform::fd;
+
 /// Linux's own limit on symlinks followed in one lookup.
 const MAX_SYMLINKS: u32 = 40;
 
@@ -48,7 +50,7 @@ fn who_else_can_write(st: &Stat, is_link: bool) -> Option<String> {
 }
 
 fn path_flags() -> OFlags {
-    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+    fd::HANDLE_FLAGS | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
 impl Dir {
@@ -201,6 +203,12 @@ impl Dir {
     /// The directory as walked, for messages.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why its path is not one only root (or the installer's user) controls, if it is not:
+    /// the first directory on the way that someone else may change.
+    pub fn untrusted(&self) -> Option<&str> {
+        self.untrusted.as_deref()
     }
 
     /// The fd (`O_PATH` or readable) for `*at` calls.

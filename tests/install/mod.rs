@@ -4,6 +4,7 @@
 //! disappears with it. Needs root and `unshare`; keys come from `ssh-keygen`.
 
 mod attacks;
+mod darwin;
 mod modules;
 mod nix;
 mod scenarios;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{meta, ns_test, stderr};
 use crate::util::{require_program, skip};
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -25,9 +25,11 @@ pub struct Trees {
     pub nixos: PathBuf,
     pub hm_nixpkgs: PathBuf,
     pub home_manager: PathBuf,
+    /// nix-darwin, used with `hm_nixpkgs` (lib-2606) as its nixpkgs.
+    pub nix_darwin: PathBuf,
 }
 
-const TARBALLS: [&str; 3] = ["nixos-2408", "lib-2606", "home-manager"];
+const TARBALLS: [&str; 4] = ["nixos-2408", "lib-2606", "home-manager", "nix-darwin"];
 
 /// The trees, unpacked once per build into the test target's temp dir (never the repository);
 /// `None` after reporting a skip when they or `nix-instantiate` are missing.
@@ -70,6 +72,7 @@ fn unpack(shared: &Path) -> Trees {
         nixos: dir.join("nixos-2408/nixpkgs"),
         hm_nixpkgs: dir.join("hm-nixpkgs"),
         home_manager: dir.join("home-manager"),
+        nix_darwin: dir.join("nix-darwin"),
     };
     if dir.join(".complete").exists() {
         return trees;
@@ -168,7 +171,7 @@ pub fn eval_home(trees: &Trees, module: &Path, args: &str) -> Value {
 }
 
 /// Every case's mismatches, as `case: message` lines.
-fn failures(evaluated: &Value) -> Vec<String> {
+pub fn failures(evaluated: &Value) -> Vec<String> {
     let mut all = Vec::new();
     for (case, v) in evaluated.as_object().unwrap() {
         for f in v["failures"].as_array().unwrap() {
@@ -179,7 +182,7 @@ fn failures(evaluated: &Value) -> Vec<String> {
 }
 
 /// Runs the manifest's build-time check (its `checkPhase`) as the build would.
-fn run_check_phase(result: &Value) -> Output {
+pub fn run_check_phase(result: &Value) -> Output {
     Command::new("bash")
         .args(["-euc", result["manifest"]["checkPhase"].as_str().unwrap()])
         .env("target", result["manifest"]["path"].as_str().unwrap())
@@ -189,11 +192,12 @@ fn run_check_phase(result: &Value) -> Output {
 
 /// `nix/`, package.nix and both modules copied to a temp dir, `edit` applied to `file`: a
 /// deliberately broken module, to show the tests can fail.
-fn broken_copy(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+pub fn broken_copy(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for f in [
         "module.nix",
         "hm-module.nix",
+        "darwin-module.nix",
         "package.nix",
         "Cargo.toml",
         "Cargo.lock",
@@ -465,7 +469,7 @@ fn user_db(root: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// A package whose `bin/ragenix-install` is the installer this build produced.
-fn built_package(root: &Path) -> String {
+pub fn built_package(root: &Path) -> String {
     let pkg = root.join("pkg");
     fs::create_dir_all(pkg.join("bin")).unwrap();
     symlink(
@@ -479,7 +483,7 @@ fn built_package(root: &Path) -> String {
     )
 }
 
-fn mount_tmpfs_on_run() {
+pub fn mount_tmpfs_on_run() {
     rustix::mount::mount(
         "tmpfs",
         "/run",
@@ -911,7 +915,7 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
             legacyPackages.x86_64-linux = import {hm_nixpkgs} {{ }};
           }};
           flake = import {repo}/flake.nix;
-          self = flake.outputs {{ inherit self nixpkgs; home-manager.outPath = {hm}; }};
+          self = flake.outputs {{ inherit self nixpkgs; home-manager.outPath = {hm}; nix-darwin.outPath = {nd}; }};
           checks = self.checks.x86_64-linux;
           evaluation = lib.filter (n: lib.hasPrefix "nixos-" n || lib.hasPrefix "home-" n) (lib.attrNames checks);
         in {{
@@ -921,6 +925,7 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
         nixos = trees.nixos.display(),
         hm_nixpkgs = trees.hm_nixpkgs.display(),
         hm = trees.home_manager.display(),
+        nd = trees.nix_darwin.display(),
         repo = repo().display(),
     );
     let got = nix_eval(&expr).unwrap_or_else(|e| panic!("evaluating the flake's checks:\n{e}"));
