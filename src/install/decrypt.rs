@@ -46,6 +46,8 @@ pub fn no_identity(paths: &[String]) -> String {
     )
 }
 
+/// Only looks: nothing is opened or acted on, so a planted symlink can change the words of
+/// the message and nothing else.
 fn describe(path: &Path) -> String {
     let shown = path.display();
     match (path.symlink_metadata(), path.metadata()) {
