@@ -3,9 +3,9 @@
 //!
 //! The rules file is the lock because every writer opens it anyway and it leaves nothing in
 //! the repository. Where the filesystem refuses `flock` on it (some network mounts), a lock
-//! file in `$XDG_RUNTIME_DIR` named after the rules file's real path takes its place.
+//! file in a directory private to the user (`$XDG_RUNTIME_DIR`; macOS's per-user `$TMPDIR`)
+//! named after the rules file's real path takes its place.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,6 +17,7 @@ use rustix::fs::{flock, FlockOperation};
 use sha2::{Digest, Sha256};
 
 use crate::error::UserError;
+use crate::platform;
 
 /// How long a second run waits by default before giving up.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
@@ -46,7 +47,9 @@ pub fn writer(rules_file: &Path, someone_waits: bool) -> Result<WriterLock> {
         Err(Failure::TimedOut) => return Err(timed_out(rules_file, wait.unwrap_or_default())),
         Err(Failure::Unsupported(e)) => e,
     };
-    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    let runtime_dir = platform::plaintext::private_runtime_dir(platform::Os::CURRENT, |name| {
+        std::env::var_os(name)
+    });
     let fallback = runtime_lock_path(rules_file, runtime_dir).with_context(|| {
         format!("cannot lock {shown} against other runs ({unsupported}) and there is no fallback")
     })?;
@@ -143,16 +146,17 @@ fn timeout_from_env() -> Result<Option<Duration>> {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/ragenix-<hash of the rules file's real path>.lock`: private to the user,
+/// `<private runtime dir>/ragenix-<hash of the rules file's real path>.lock`: private to the user,
 /// never in the repository.
-fn runtime_lock_path(rules_file: &Path, runtime_dir: Option<OsString>) -> Result<PathBuf> {
-    let dir = runtime_dir.context("XDG_RUNTIME_DIR is not set")?;
+fn runtime_lock_path(rules_file: &Path, runtime_dir: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = runtime_dir
+        .context("there is no directory private to this user ($XDG_RUNTIME_DIR is not set)")?;
     let real = rules_file
         .canonicalize()
         .with_context(|| format!("resolving {}", rules_file.display()))?;
     let hash = Sha256::digest(real.as_os_str().as_encoded_bytes());
     let name: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
-    Ok(PathBuf::from(dir).join(format!("ragenix-{name}.lock")))
+    Ok(dir.join(format!("ragenix-{name}.lock")))
 }
 
 #[cfg(test)]
@@ -190,7 +194,7 @@ mod tests {
         let rules = repo.path().join("secrets.nix");
         std::fs::write(&rules, "{}").unwrap();
         std::fs::write(repo.path().join("other.nix"), "{}").unwrap();
-        let dir = Some(run.path().as_os_str().to_owned());
+        let dir = Some(run.path().to_path_buf());
         let lock = runtime_lock_path(&rules, dir.clone()).unwrap();
         assert_eq!(lock.parent(), Some(run.path()));
         // Another spelling of the same file shares the lock; another file does not.
@@ -199,6 +203,9 @@ mod tests {
         let other = runtime_lock_path(&repo.path().join("other.nix"), dir).unwrap();
         assert_ne!(other, lock);
         let err = runtime_lock_path(&rules, None).unwrap_err();
-        assert_eq!(format!("{err:#}"), "XDG_RUNTIME_DIR is not set");
+        assert_eq!(
+            format!("{err:#}"),
+            "there is no directory private to this user ($XDG_RUNTIME_DIR is not set)"
+        );
     }
 }

@@ -134,6 +134,7 @@ pub fn write_atomic(
     mode: u32,
     owner: Owner,
 ) -> Result<FileId> {
+    dir.refuse_fuse()?;
     let temp = temp_name(name, "tmp");
     let result = (|| -> io::Result<FileId> {
         let mut file = match create_restricted(dir, &temp, mode, owner) {

@@ -233,20 +233,28 @@ impl SecretsDir {
 struct Previous {
     dir: Option<Dir>,
     state: Option<State>,
+    /// Whether `dir` is one of our generations on the ramfs, which only root can have
+    /// written. A plain directory is only compared with: whoever owns secretsDir's parent may
+    /// have planted it, state file and hard links included, so nothing in it is kept.
+    ours: bool,
 }
 
 fn previous_generation(link: &SecretsDir, mount_dir: &Dir) -> Result<Previous> {
-    let dir = match link.linked() {
-        Some(n) => mount_dir.open_sub(Path::new(&n.to_string()), None).ok(),
+    let (dir, ours) = match link.linked() {
+        Some(n) => (
+            mount_dir.open_sub(Path::new(&n.to_string()), None).ok(),
+            true,
+        ),
         None => match fs::stat_at(&link.parent, &link.name)? {
-            Some(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {
-                Some(link.parent.open_sub(Path::new(&link.name), None)?)
-            }
-            _ => None,
+            Some(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => (
+                Some(link.parent.open_sub(Path::new(&link.name), None)?),
+                false,
+            ),
+            _ => (None, false),
         },
     };
-    let state = dir.as_ref().and_then(State::read);
-    Ok(Previous { dir, state })
+    let state = dir.as_ref().filter(|_| ours).and_then(State::read);
+    Ok(Previous { dir, state, ours })
 }
 
 /// Creates generation N+1, N being the highest of secretsDir's link and the directories present.
@@ -549,7 +557,7 @@ impl<'a> NewGeneration<'a> {
         };
         let new_ids = owner.map_or(String::new(), |(u, g)| format!(" and owner {u}:{g}"));
         if e.lives_in_generation() {
-            let Some(old) = &self.previous.dir else {
+            let Some(old) = self.previous.dir.as_ref().filter(|_| self.previous.ours) else {
                 return (String::new(), None);
             };
             let Ok((old_dir, name)) = old.sub_parent(Path::new(&e.in_generation()), None) else {

@@ -22,6 +22,9 @@ use crate::platform::fd;
 /// Linux's own limit on symlinks followed in one lookup.
 const MAX_SYMLINKS: u32 = 40;
 
+/// `FUSE_SUPER_MAGIC` from `<linux/magic.h>`: `fstatfs` of a FUSE (or fuseblk) filesystem.
+const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+
 /// An open directory reached by a safe walk, and how it was reached.
 #[derive(Debug)]
 pub struct Dir {
@@ -177,11 +180,16 @@ impl Dir {
     }
 
     /// Wraps a directory fd just opened, noting whether it ends the trusted part of the walk.
+    /// On FUSE, owner and mode are whatever a user-space program says (a user's own mount on
+    /// their home, with `user_allow_other`, can claim to be root's): never evidence.
     fn entered(fd: OwnedFd, path: PathBuf, untrusted: Option<String>) -> Result<Dir> {
         let st = rfs::fstat(&fd).with_context(|| format!("cannot stat {}", path.display()))?;
-        let untrusted = untrusted.or_else(|| {
-            who_else_can_write(&st, false).map(|why| format!("`{}`, which {why}", path.display()))
-        });
+        let untrusted = untrusted
+            .or_else(|| on_fuse(&fd).then(|| format!("`{}`, which {ON_FUSE}", path.display())))
+            .or_else(|| {
+                who_else_can_write(&st, false)
+                    .map(|why| format!("`{}`, which {why}", path.display()))
+            });
         Ok(Dir {
             fd,
             path,
@@ -227,9 +235,36 @@ impl Dir {
         .with_context(|| format!("cannot open {}", self.path.display()))
     }
 
+    /// Refuses a directory on FUSE as the place of a secret's bytes: they would pass
+    /// through the user-space program serving it, whatever the file's mode.
+    pub fn refuse_fuse(&self) -> Result<()> {
+        if on_fuse(&self.fd) {
+            bail!(
+                "`{}` {ON_FUSE}: refusing to write a secret through it",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
     pub fn stat(&self) -> Result<Stat> {
         rfs::fstat(&self.fd).with_context(|| format!("cannot stat {}", self.path.display()))
     }
+}
+
+const ON_FUSE: &str = "is on a FUSE filesystem (served by a user-space program)";
+
+/// Whether root is looking at `fd` on FUSE (a filesystem that cannot be asked counts as
+/// one). Only root: a FUSE mount is seen by root because its owner allowed it, and then
+/// speaks for that owner; home-manager's installer runs as the user, whose own FUSE home
+/// (gocryptfs, …) must keep working.
+fn on_fuse(fd: &OwnedFd) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        return false;
+    }
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    rfs::fstatfs(fd).map_or(true, |fs| fs.f_type as u64 == FUSE_SUPER_MAGIC)
 }
 
 /// `path` minus its last component, and that component; `.`, `..` and an empty last

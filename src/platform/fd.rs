@@ -6,15 +6,87 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path};
 
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
+use rustix::io::Errno;
 
 use super::sys;
 
 /// Open flags for a handle: no access to the content is asked (Linux), or read-only without
 /// blocking on a FIFO (macOS). Callers add `NOFOLLOW`, `DIRECTORY`, `CLOEXEC`.
 pub const HANDLE_FLAGS: OFlags = sys::HANDLE_FLAGS;
+
+/// Open flags for a directory that is only passed through: search permission is enough where
+/// the system allows it (`O_PATH`), reading otherwise.
+pub const DIR_SEARCH_FLAGS: OFlags = sys::DIR_SEARCH_FLAGS;
+
+/// Opens `rel` beneath the directory `root` without following a symlink anywhere on the way,
+/// nor `..`: a symlink met is `ELOOP`, a `..` or absolute component `EXDEV`. `openat2` does it
+/// in one call where the kernel has it; elsewhere (macOS, Linux before 5.6) the same rule is
+/// kept by walking one component at a time.
+pub fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    // `openat2` would allow a `..` that stays beneath; the walk cannot check that, so neither
+    // does.
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(Errno::XDEV.into());
+    }
+    match sys::openat2_beneath(root, rel, flags | OFlags::CLOEXEC) {
+        Some(result) => result,
+        None => walk_beneath(root, rel, flags),
+    }
+}
+
+/// [`open_beneath`] without `openat2`, one `openat(O_NOFOLLOW)` per component.
+fn walk_beneath(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::CurDir => {}
+            Component::Normal(name) => parts.push(name),
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(Errno::XDEV.into())
+            }
+        }
+    }
+    let Some((last, dirs)) = parts.split_last() else {
+        return Ok(rustix::fs::openat(
+            root,
+            ".",
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?);
+    };
+    let nofollow = |dir: BorrowedFd<'_>, name: &OsStr, flags: OFlags| {
+        rustix::fs::openat(
+            dir,
+            name,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            // `O_NOFOLLOW|O_DIRECTORY` on a symlink may say "not a directory" first.
+            Errno::NOTDIR
+                if rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) =>
+            {
+                Errno::LOOP
+            }
+            e => e,
+        })
+    };
+    let mut cur: Option<OwnedFd> = None;
+    for name in dirs {
+        let dir = cur.as_ref().map_or(root, |fd| fd.as_fd());
+        cur = Some(nofollow(dir, name, DIR_SEARCH_FLAGS | OFlags::DIRECTORY)?);
+    }
+    let dir = cur.as_ref().map_or(root, |fd| fd.as_fd());
+    Ok(nofollow(dir, last, flags)?)
+}
 
 /// The inode behind `handle`, opened for reading.
 pub fn reopen_readonly(handle: BorrowedFd<'_>) -> io::Result<File> {
@@ -100,5 +172,74 @@ mod tests {
             rustix::fs::FileType::from_raw_mode(st.st_mode),
             rustix::fs::FileType::Symlink
         );
+    }
+
+    /// A tree with a file two levels down, a symlink to a directory outside, and a symlink to
+    /// a file inside.
+    fn beneath_tree() -> (tempfile::TempDir, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "outside").unwrap();
+        std::fs::create_dir_all(root.path().join("a/b")).unwrap();
+        std::fs::write(root.path().join("a/b/f"), "inside").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("a/out")).unwrap();
+        std::os::unix::fs::symlink("b/f", root.path().join("a/near")).unwrap();
+        (root, outside)
+    }
+
+    fn read_beneath(
+        open: fn(BorrowedFd<'_>, &Path, OFlags) -> io::Result<OwnedFd>,
+        root: &Path,
+        rel: &str,
+    ) -> io::Result<String> {
+        let r = std::fs::File::open(root).unwrap();
+        let fd = open(r.as_fd(), Path::new(rel), OFlags::RDONLY)?;
+        let mut text = String::new();
+        File::from(fd).read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// Both ways of opening beneath a directory (the kernel's `openat2` and the walk used
+    /// where it is missing) refuse every symlink and `..`, inside or not.
+    #[test]
+    fn opening_beneath_follows_no_symlink_and_no_parent_either_way() {
+        let (root, _outside) = beneath_tree();
+        for open in [open_beneath, walk_beneath] {
+            assert_eq!(read_beneath(open, root.path(), "a/b/f").unwrap(), "inside");
+            assert_eq!(
+                read_beneath(open, root.path(), "./a/b/f").unwrap(),
+                "inside"
+            );
+            for rel in ["a/out/secret", "a/near"] {
+                let err = read_beneath(open, root.path(), rel).unwrap_err();
+                assert_eq!(
+                    err.raw_os_error(),
+                    Some(Errno::LOOP.raw_os_error()),
+                    "{rel}"
+                );
+            }
+            for rel in ["a/../a/b/f", "../x", "/etc/passwd"] {
+                let err = read_beneath(open, root.path(), rel).unwrap_err();
+                assert_eq!(
+                    err.raw_os_error(),
+                    Some(Errno::XDEV.raw_os_error()),
+                    "{rel}"
+                );
+            }
+            let r = std::fs::File::open(root.path()).unwrap();
+            assert!(open(
+                r.as_fd(),
+                Path::new("a"),
+                OFlags::RDONLY | OFlags::DIRECTORY
+            )
+            .is_ok());
+            let err = open(
+                r.as_fd(),
+                Path::new("a/out"),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+            )
+            .unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(Errno::LOOP.raw_os_error()));
+        }
     }
 }

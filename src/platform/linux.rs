@@ -54,6 +54,24 @@ pub fn mount_ramfs(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 pub const HANDLE_FLAGS: OFlags = OFlags::PATH;
 
+/// Directories passed through on the way to a file need only search permission.
+pub const DIR_SEARCH_FLAGS: OFlags = OFlags::PATH;
+
+/// `openat2` beneath `root` with no symlink at all; `None` on kernels before 5.6, where the
+/// caller walks instead.
+pub fn openat2_beneath(
+    root: BorrowedFd<'_>,
+    rel: &std::path::Path,
+    flags: OFlags,
+) -> Option<io::Result<OwnedFd>> {
+    use rustix::fs::ResolveFlags;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match rustix::fs::openat2(root, rel, flags, Mode::empty(), how) {
+        Err(rustix::io::Errno::NOSYS) => None,
+        other => Some(other.map_err(io::Error::from)),
+    }
+}
+
 /// `/proc/self/fd/N` names exactly the inode an `O_PATH` handle holds.
 fn proc_name(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())

@@ -45,6 +45,18 @@ pub const HANDLE_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NONBLOCK)
     .union(OFlags::SYMLINK);
 
+/// No `O_PATH` (nor a portable `O_SEARCH`): directories on the way are opened for reading.
+pub const DIR_SEARCH_FLAGS: OFlags = OFlags::RDONLY;
+
+/// macOS has no `openat2`: the caller walks one component at a time.
+pub fn openat2_beneath(
+    _root: BorrowedFd<'_>,
+    _rel: &std::path::Path,
+    _flags: OFlags,
+) -> Option<io::Result<OwnedFd>> {
+    None
+}
+
 /// The handle is already readable: a new descriptor on the same open file.
 pub fn reopen_readonly(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 0)?)

@@ -48,6 +48,23 @@ pub fn candidates(os: Os, env: impl Fn(&str) -> Option<OsString>) -> Vec<Base> {
     bases
 }
 
+/// A directory private to the user for small runtime files such as a lock: Linux's
+/// `$XDG_RUNTIME_DIR`, macOS's per-user `$TMPDIR` when it really is private. Never a shared
+/// one, where another user could plant the file first.
+pub fn private_runtime_dir(os: Os, env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let base = match os {
+        Os::Linux => Base {
+            path: env("XDG_RUNTIME_DIR").filter(|v| !v.is_empty())?.into(),
+            backing: Backing::Memory,
+        },
+        Os::MacOs => Base {
+            path: env("TMPDIR").filter(|v| !v.is_empty())?.into(),
+            backing: Backing::PrivateTemp,
+        },
+    };
+    (os == Os::Linux || base.usable()).then_some(base.path)
+}
+
 /// The candidates for this system and environment.
 pub fn current() -> Vec<Base> {
     candidates(Os::CURRENT, |name| std::env::var_os(name))
@@ -216,5 +233,41 @@ mod tests {
             backing: Backing::Memory,
         }];
         assert_eq!(choose(&bases).unwrap().1, None);
+    }
+
+    #[test]
+    fn the_private_runtime_dir_is_never_a_shared_one() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        assert_eq!(
+            private_runtime_dir(Os::Linux, env(&[("XDG_RUNTIME_DIR", "/run/user/1000")])),
+            Some(PathBuf::from("/run/user/1000"))
+        );
+        assert_eq!(
+            private_runtime_dir(Os::Linux, env(&[("TMPDIR", "/tmp")])),
+            None
+        );
+        assert_eq!(
+            private_runtime_dir(Os::Linux, env(&[("XDG_RUNTIME_DIR", "")])),
+            None
+        );
+        // macOS: /tmp is shared (sticky, world-writable), so not private.
+        assert_eq!(
+            private_runtime_dir(Os::MacOs, env(&[("TMPDIR", "/tmp")])),
+            None
+        );
+        let private = tempfile::tempdir().unwrap();
+        let path = private.path().to_path_buf();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let got = private_runtime_dir(Os::MacOs, |name| {
+            (name == "TMPDIR").then(|| path.clone().into_os_string())
+        });
+        assert_eq!(got, Some(path));
     }
 }

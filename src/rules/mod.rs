@@ -201,10 +201,9 @@ fn own_evaluation<T>(
     then: impl FnOnce(Strict, Locations) -> T,
 ) -> Result<T, Failure> {
     let shown = file.display().to_string();
-    // The rules file itself is read as named: the user chose it.
-    let text = std::fs::read_to_string(file).map_err(|e| Failure {
+    let text = read_rules_file(file, &abs, &sandbox).map_err(|message| Failure {
         unsupported: false,
-        message: format!("{shown}: cannot read the rules file: {e}"),
+        message: format!("{shown}: {message}"),
     })?;
     let mut ev = eval::Evaluator::new(&shown, sandbox);
     let (strict, locations) = ev
@@ -215,6 +214,25 @@ fn own_evaluation<T>(
             message: ev.render(&e),
         })?;
     Ok(then(strict, locations))
+}
+
+/// The rules file's text. Its name is the user's choice, but in a repository written by
+/// someone else the file may be a symlink: confined, it is read like anything else the
+/// evaluation reads, so a link to `/proc/self/environ` or `~/.ssh/id_ed25519` is refused
+/// instead of having its first lines shown in a syntax error's excerpt.
+fn read_rules_file(file: &Path, abs: &Path, sandbox: &Sandbox) -> Result<String, String> {
+    let bytes = if sandbox.is_confined() {
+        sandbox.read(abs).map_err(|denied| match denied {
+            sandbox::Denied::Outside => {
+                sandbox.outside_message("following the rules file's symlink", abs)
+            }
+            sandbox::Denied::Io(e) => format!("cannot read the rules file: {e}"),
+        })?
+    } else {
+        std::fs::read(file).map_err(|e| format!("cannot read the rules file: {e}"))?
+    };
+    String::from_utf8(bytes)
+        .map_err(|_| "cannot read the rules file: stream did not contain valid UTF-8".to_owned())
 }
 
 /// Forces the file's value, auto-calls it and forces it deeply.

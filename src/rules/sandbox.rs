@@ -4,14 +4,15 @@
 //! own error rendering (the evaluator locates the errors it returns).
 
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::lower::canon_path;
+use crate::platform;
 
 /// Directories whose presence marks the root of a repository.
 const VCS_MARKERS: &[&str] = &[".git", ".hg", ".jj", ".sl"];
@@ -77,7 +78,7 @@ impl Sandbox {
         let real = lexical.canonicalize()?;
         let fd = rustix::fs::open(
             &real,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            platform::fd::DIR_SEARCH_FLAGS | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         Ok(Sandbox {
@@ -178,20 +179,16 @@ impl Sandbox {
         } else {
             rel
         };
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        match rustix::fs::openat2(&*root.fd, rel, flags, Mode::empty(), how) {
+        match platform::fd::open_beneath(root.fd.as_fd(), rel, flags) {
             Ok(fd) => Ok(fd),
             // A symlink appeared, or the path left the root, after the check.
-            Err(Errno::LOOP | Errno::XDEV) => Err(Denied::Outside),
-            // Kernels before 5.6: the check above stands, and the last component at least
-            // must not be a symlink.
-            Err(Errno::NOSYS) => {
-                Ok(
-                    rustix::fs::open(real, flags | OFlags::NOFOLLOW, Mode::empty())
-                        .map_err(io::Error::from)?,
-                )
+            Err(e)
+                if e.raw_os_error() == Some(Errno::LOOP.raw_os_error())
+                    || e.raw_os_error() == Some(Errno::XDEV.raw_os_error()) =>
+            {
+                Err(Denied::Outside)
             }
-            Err(e) => Err(Denied::Io(e.into())),
+            Err(e) => Err(Denied::Io(e)),
         }
     }
 

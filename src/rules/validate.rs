@@ -44,6 +44,17 @@ pub(super) fn validate(
     let mut names: Vec<&(std::rc::Rc<str>, Strict)> = top.iter().collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
     for (i, (name, rule)) in names.into_iter().enumerate() {
+        // Names are printed in messages and `--check` findings: a newline would start a line
+        // of the rules author's choosing in a CI log (where `::error::` is a command), an
+        // escape sequence would rewrite the terminal. Shown escaped, never raw.
+        if name.chars().any(char::is_control) {
+            return Err(RulesError::new(format!(
+                "{}: secret {:?}: the file name contains a control character; name files \
+                 with printable characters only",
+                at(i, rule, None),
+                &**name
+            )));
+        }
         let Strict::Attrs(attrs) = rule else {
             return Err(RulesError::new(format!(
                 "{}: secret \"{name}\" must be an attribute set, not {}",

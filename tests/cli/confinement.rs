@@ -448,3 +448,125 @@ fn the_nix_fallback_is_refused_when_the_root_cannot_be_expressed_to_nix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_rules_file_that_is_a_symlink_leading_outside_is_not_read() {
+    // The pull request replaces `secrets.nix` itself with a link: its target's first lines
+    // would otherwise come back in the syntax error's source excerpt.
+    let u = Untrusted::new();
+    fs::write(
+        u.path("outside/environ"),
+        format!("GITHUB_TOKEN=ghp_{SECRET}\nmore\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(u.path("outside/environ"), u.path("repo/secrets.nix")).unwrap();
+    for action in ["--check", "--dump-rules"] {
+        let out = u.cmd().arg(action).output().unwrap();
+        let (stdout, stderr) = output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{action}: {stderr}");
+        assert!(
+            stderr.contains("outside the rules root") && stderr.contains("--impure"),
+            "{action}: no reason or way out: {stderr}"
+        );
+        assert!(
+            !stdout.contains(SECRET) && !stderr.contains(SECRET),
+            "{action} revealed the link's target:\n{stdout}\n{stderr}"
+        );
+    }
+    // A link to a rules file inside the repository is still followed, and `--impure` reads
+    // the outside one as before (its syntax error is then the user's own business).
+    fs::remove_file(u.path("repo/secrets.nix")).unwrap();
+    fs::create_dir(u.path("repo/nix")).unwrap();
+    fs::write(
+        u.path("repo/nix/secrets.nix"),
+        "{ \"a.age\".publicKeys = [ \"inside\" ]; }\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("nix/secrets.nix", u.path("repo/secrets.nix")).unwrap();
+    let out = u.cmd().arg("--dump-rules").output().unwrap();
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"inside\""), "{stdout}");
+    fs::remove_file(u.path("repo/secrets.nix")).unwrap();
+    std::os::unix::fs::symlink(u.path("outside/environ"), u.path("repo/secrets.nix")).unwrap();
+    let out = u.cmd().args(["--impure", "--dump-rules"]).output().unwrap();
+    let (_, stderr) = output_text(&out);
+    assert!(stderr.contains("syntax error"), "{stderr}");
+}
+
+#[test]
+fn names_with_control_characters_cannot_forge_lines_in_ci_logs() {
+    // A newline in a rule name starts a line of the attacker's choosing in `--check`'s output,
+    // which CI reads as a workflow command (`::error::`, `::add-mask::`); an escape sequence
+    // rewrites what a terminal shows.
+    let u = Untrusted::new();
+    for name in [
+        "a\n::error::FORGED\nb.age",
+        "a\r::error::FORGED.age",
+        "a\u{1b}[2K::error::FORGED.age",
+    ] {
+        fs::write(
+            u.path("repo/secrets.nix"),
+            // Raw in the Nix string: Nix has no escape for ESC.
+            format!("{{\n  \"{name}\".publicKeys = [ ];\n}}\n"),
+        )
+        .unwrap();
+        for action in ["--check", "--dump-rules"] {
+            let out = u.cmd().arg(action).output().unwrap();
+            let (stdout, stderr) = output_text(&out);
+            if action == "--dump-rules" {
+                // JSON escapes it: the evaluated value is shown as it is.
+                assert!(out.status.success(), "{name:?}: {stderr}");
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(1), "{name:?}: {stderr}");
+            assert!(
+                stderr.contains("secrets.nix:2:3:") && stderr.contains("control character"),
+                "{name:?}: not refused, located: {stderr}"
+            );
+            for text in [&stdout, &stderr] {
+                assert!(
+                    !text.contains('\u{1b}') && !text.contains('\r'),
+                    "{name:?}: {text:?}"
+                );
+                assert!(
+                    text.lines().all(|l| !l.starts_with("::")),
+                    "{name:?} forged a line: {text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn file_names_in_the_repository_cannot_forge_lines_in_ci_logs() {
+    // Git stores any byte but `/` and NUL in a file name: an orphan `.age` file, or a
+    // generator string, committed with a newline or ESC in it is shown escaped by `--check`.
+    let u = Untrusted::new();
+    fs::write(
+        u.path("repo/secrets.nix"),
+        "{\n  \"g.age\" = { publicKeys = [ ]; generator = \"hex:8\n::error::FORGED\"; };\n}\n",
+    )
+    .unwrap();
+    for name in ["a\n::error::FORGED\nb.age", "c\u{1b}[2K::error::FORGED.age"] {
+        fs::write(u.path("repo").join(name), "").unwrap();
+    }
+    let out = u.cmd().arg("--check").output().unwrap();
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains("a\\n::error::FORGED\\nb.age: no rule names this file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("c\\u{1b}[2K::error::FORGED.age"),
+        "{stdout}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            text.lines().all(|l| !l.starts_with("::")),
+            "a line was forged: {text}"
+        );
+    }
+}

@@ -552,3 +552,122 @@ ns_test!(
         assert_eq!(meta(&stranger), (0o600, 0, 0));
     }
 );
+
+ns_test!(
+    a_plain_directory_planted_at_secrets_dir_is_not_taken_for_the_previous_generation,
+    |env| {
+        // `age.secretsDir` below a directory a user owns (`/var/lib/app/secrets` with
+        // `/var/lib/app` the service's): the user replaces the link with a plain directory,
+        // as an older setup would have left, holding a hard link to a root file (a 0666 one,
+        // which `protected_hardlinks` lets them link). A failing secret must not make root
+        // "keep" that file by giving it the declared mode and owner.
+        if !require_program("attacks", "setpriv") {
+            return;
+        }
+        let home = alice_home(env);
+        fs::create_dir("/run/victim").unwrap();
+        let victim = Path::new("/run/victim/shared");
+        fs::write(victim, b"ORIGINAL").unwrap();
+        fs::set_permissions(victim, fs::Permissions::from_mode(0o666)).unwrap();
+        as_nobody(&format!(
+            "mkdir {h}/agenix && ln {v} {h}/agenix/token",
+            h = home.display(),
+            v = victim.display()
+        ));
+        let other = super::ssh_keygen(&env.root.join("other_key"));
+        let token = env.encrypt_to("token", b"TOKEN", &other);
+        let secrets_dir = home.join("agenix");
+        let manifest = json!({
+            "version": 1,
+            "mode": "system",
+            "secretsDir": secrets_dir,
+            "secretsMountPoint": "/run/agenix.d",
+            "identityPaths": [env.key],
+            "secrets": [{
+                "name": "token", "file": token, "path": secrets_dir.join("token"),
+                "mode": "0400", "owner": "65534", "group": "65534",
+            }],
+        });
+        let out = env.install_with(&manifest, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("error: secret `token`"), "{err}");
+        assert_eq!(fs::read(victim).unwrap(), b"ORIGINAL");
+        assert_eq!(meta(victim), (0o666, 0, 0), "the victim was given away");
+    }
+);
+
+/// Mounts `source` on `target` with bindfs, every entry shown as root's and not writable by
+/// group or others: what a user's own FUSE filesystem may claim (with `user_allow_other`,
+/// root sees it). Unmounted on drop, which ends the bindfs process.
+struct LyingMount(PathBuf);
+
+impl LyingMount {
+    fn new(source: &Path, target: &Path) -> LyingMount {
+        let status = Command::new("bindfs")
+            .args(["--force-user=root", "--force-group=root", "--perms=go-w"])
+            .arg(source)
+            .arg(target)
+            .status()
+            .unwrap();
+        assert!(status.success(), "bindfs failed");
+        LyingMount(target.to_path_buf())
+    }
+}
+
+impl Drop for LyingMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+ns_test!(
+    a_fuse_filesystem_cannot_vouch_for_its_own_symlinks_or_see_the_bytes,
+    |env| {
+        // A user mounts a FUSE filesystem of their own on their home (a root-owned parent):
+        // it reports its directories and symlinks as root's, 0755. Its claims are not
+        // evidence: a symlink in it is refused, and no secret is written through it.
+        if !require_program("attacks", "setpriv") || !require_program("attacks", "bindfs") {
+            return;
+        }
+        let home = alice_home(env);
+        let real = PathBuf::from("/run/alice-real");
+        fs::create_dir(&real).unwrap();
+        rustix::fs::chown(
+            &real,
+            Some(rustix::fs::Uid::from_raw(NOBODY)),
+            Some(rustix::fs::Gid::from_raw(NOBODY)),
+        )
+        .unwrap();
+        let victim = Victim::new(env, "target");
+        as_nobody(&format!(
+            "ln -s {v} {r}/app && mkdir {r}/conf",
+            v = victim.dir.display(),
+            r = real.display()
+        ));
+        let _mount = LyingMount::new(&real, &home);
+        assert_eq!(
+            meta(&home.join("conf")).1,
+            0,
+            "bindfs does not lie as expected"
+        );
+
+        let manifest = with_token(env, &home.join("app/target"), false, "65534");
+        let out = env.install_with(&manifest, &[]);
+        assert_only_token_failed(
+            &out,
+            &format!(
+                "`{}` is a symlink below `{}`, which is on a FUSE filesystem",
+                home.join("app").display(),
+                home.display()
+            ),
+        );
+        victim.assert_untouched();
+
+        let manifest = with_token(env, &home.join("conf/target"), false, "0");
+        let out = env.install_with(&manifest, &[]);
+        assert_only_token_failed(&out, "is on a FUSE filesystem");
+        assert!(!real.join("conf/target").exists());
+        assert_eq!(fs::read(env.secrets_dir.join("good")).unwrap(), b"good");
+    }
+);
