@@ -6,6 +6,7 @@
   config,
   lib,
   pkgs,
+  utils,
   ...
 }:
 let
@@ -20,6 +21,11 @@ let
     (config.systemd.sysusers.enable or false) || (config.services.userborn.enable or false);
 
   installer = "${cfg.ragenix.package}/bin/ragenix-install";
+
+  credentials = import ./nix/credentials.nix { inherit lib cfg useService; };
+
+  # Paths in a unit file are split at blanks unless quoted and expand `%` specifiers.
+  unitPath = p: "\"${lib.replaceStrings [ "%" "\\" "\"" ] [ "%%" "\\\\" "\\\"" ] (toString p)}\"";
 
   manifest = import ./nix/manifest-file.nix {
     inherit pkgs lib cfg;
@@ -43,6 +49,7 @@ in
   // import ./nix/entry-options.nix {
     inherit lib cfg users;
     kind = "system";
+    credentials = true;
   }
   // import ./nix/common-options.nix { inherit lib pkgs cfg; };
 
@@ -55,7 +62,14 @@ in
             assertion = cfg.identityPaths != [ ];
             message = "age.identityPaths must be set.";
           }
-        ];
+        ]
+        ++ credentials.assertions
+        ++ import ./nix/impermanence.nix {
+          inherit lib config;
+          inherit (utils) fsNeededForBoot;
+          checkMounts = !useService;
+        };
+        systemd.services = credentials.services;
       }
 
       (mkIf (!useService) {
@@ -101,7 +115,11 @@ in
             "shutdown.target"
           ];
           conflicts = [ "shutdown.target" ];
-          unitConfig.DefaultDependencies = false;
+          unitConfig = {
+            DefaultDependencies = false;
+            # The identities may live on file systems mounted late (impermanence's /persist).
+            RequiresMountsFor = map unitPath cfg.identityPaths;
+          };
           restartTriggers = [ manifest ];
           serviceConfig = {
             Type = "oneshot";

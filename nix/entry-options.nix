@@ -10,6 +10,9 @@
   kind,
   # config.users.users (system only), for the default group.
   users ? { },
+  # NixOS only: `credentials` / `credentialName` for systemd's LoadCredential= (nix-darwin has
+  # no systemd, home-manager's user units are left out).
+  credentials ? false,
 }:
 let
   inherit (lib) literalExpression mkOption types;
@@ -47,6 +50,28 @@ let
             "Units reloaded (`systemctl try-reload-or-restart`) when this file changes."
           else
             "User units reloaded when this file changes.";
+      };
+    }
+    // lib.optionalAttrs credentials {
+      credentials = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "nginx.service" ];
+        description = ''
+          Services that receive this file as the systemd credential `credentialName`
+          (`LoadCredential=`), readable by the service, `DynamicUser=` ones included, at
+          `$CREDENTIALS_DIRECTORY/<credentialName>` (`%d/<credentialName>` in the unit). They are
+          restarted when the file changes, like `restartUnits`.
+        '';
+      };
+      credentialName = mkOption {
+        type = types.str;
+        default = lib.replaceStrings [ "/" ] [ "_" ] config.name;
+        defaultText = literalExpression ''lib.replaceStrings [ "/" ] [ "_" ] name'';
+        description = ''
+          Name of the credential in the units of `credentials`: printable ASCII without `/` and
+          `:`, at most 255 characters, not `.` or `..` (systemd's rules).
+        '';
       };
     }
     // lib.optionalAttrs isSystem {
@@ -95,9 +120,31 @@ in
     type = types.attrsOf (entry {
       what = "decrypted secret";
       subdir = "";
-      source.file = mkOption {
-        type = types.path;
-        description = "Age file the secret is decrypted from.";
+      source = {
+        file = mkOption {
+          type = types.path;
+          description = "Age file the secret is decrypted from.";
+        };
+        format = mkOption {
+          type = types.str;
+          default = "binary";
+          example = "yaml";
+          description = ''
+            How the decrypted file is read: `"binary"` (the whole file is the secret) or
+            `"json"`, `"yaml"`, `"dotenv"`, `"ini"`: a document whose value at `key` is the
+            secret. Several secrets may name the same file; it is decrypted once.
+          '';
+        };
+        key = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "github/oauth_token";
+          description = ''
+            Path of the value in the document, `/`-separated (a list index is a number; for
+            dotenv the variable name; for INI `section/name`). Required unless `format` is
+            `"binary"`.
+          '';
+        };
       };
     });
     default = { };

@@ -25,13 +25,17 @@
   reloadListFile ? null,
 }:
 let
+  unique = builtins.foldl' (seen: u: if builtins.elem u seen then seen else seen ++ [ u ]) [ ];
+
   common = defaultPath: e: {
     path = e.path or defaultPath;
     mode = e.mode or "0400";
     owner = e.owner or "0";
     group = e.group or "0";
     symlink = e.symlink or true;
-    restartUnits = e.restartUnits or [ ];
+    # A service reading the file as a credential has a copy of it: it must restart to see a
+    # change (nix/credentials.nix).
+    restartUnits = unique ((e.restartUnits or [ ]) ++ (e.credentials or [ ]));
     reloadUnits = e.reloadUnits or [ ];
   };
 
@@ -45,6 +49,8 @@ let
       # Interpolating a path copies the .age file to the store (as agenix does); strings
       # (files outside the store) are kept as they are.
       file = "${s.file}";
+      format = s.format or "binary";
+      key = s.key or null;
     }
     // common "${secretsDir}/${name}" s;
 

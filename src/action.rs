@@ -9,6 +9,7 @@ use clap::error::ErrorKind;
 use clap::CommandFactory;
 
 use crate::cli::Args;
+use crate::structured::{Format, Key};
 
 /// The one thing a command line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,10 +19,12 @@ pub enum Action {
         file: PathBuf,
         editor: Option<String>,
     },
-    /// `-d FILE [--textconv]`
+    /// `-d FILE [--textconv] [--key KEY [--format F]]`
     Decrypt {
         file: PathBuf,
         textconv: bool,
+        /// With `--key`: the document's format (given, or told by FILE's name) and the key.
+        structured: Option<(Format, Key)>,
     },
     /// `-r [FILE…] [--stale]`; no files means every secret.
     Rekey {
@@ -53,6 +56,8 @@ impl Action {
             json: args.json,
             stale: args.stale,
             force: args.force,
+            key: args.key.clone(),
+            format: args.format,
         };
         let take = std::mem::take::<bool>;
         let action = if let Some(file) = &args.edit {
@@ -61,9 +66,14 @@ impl Action {
                 editor: m.editor.take(),
             }
         } else if let Some(file) = &args.decrypt {
+            let structured = match m.key.take() {
+                Some(key) => Some(structured(file, &key, m.format.take())?),
+                None => None,
+            };
             Action::Decrypt {
                 file: file.clone(),
                 textconv: take(&mut m.textconv),
+                structured,
             }
         } else if let Some(files) = &args.rekey {
             Action::Rekey {
@@ -96,6 +106,30 @@ impl Action {
     }
 }
 
+/// `--key` and `--format` of `-d FILE`, checked against each other: without `--format`, the
+/// format is told by FILE's name.
+fn structured(
+    file: &std::path::Path,
+    key: &str,
+    format: Option<Format>,
+) -> Result<(Format, Key), clap::Error> {
+    let invalid = |e: String| usage(ErrorKind::InvalidValue, &e);
+    let key: Key = key.parse().map_err(|e| invalid(format!("--key: {e}")))?;
+    let format = match format {
+        Some(f) => f,
+        None => Format::from_file_name(&file.to_string_lossy()).ok_or_else(|| {
+            invalid(format!(
+                "cannot tell the format of {} from its name; pass --format {}",
+                file.display(),
+                Format::NAMES[1..].join("|")
+            ))
+        })?,
+    };
+    key.check_for(format)
+        .map_err(|e| invalid(format!("--key: {e}")))?;
+    Ok((format, key))
+}
+
 /// The flags that belong to one action; building the action takes those it uses, and any
 /// left over was given to the wrong one.
 struct Modifiers {
@@ -104,6 +138,8 @@ struct Modifiers {
     json: bool,
     stale: bool,
     force: bool,
+    key: Option<String>,
+    format: Option<Format>,
 }
 
 impl Modifiers {
@@ -115,6 +151,8 @@ impl Modifiers {
             json,
             stale,
             force,
+            key,
+            format,
         } = self;
         let misplaced = [
             (editor.is_some(), "--editor", "--edit"),
@@ -122,6 +160,8 @@ impl Modifiers {
             (json, "--json", "--check"),
             (stale, "--stale", "--rekey"),
             (force, "--force", "--generate"),
+            (key.is_some(), "--key", "--decrypt"),
+            (format.is_some(), "--format", "--key"),
         ];
         match misplaced.iter().find(|(left, _, _)| *left) {
             Some((_, flag, owner)) => Err(usage(
@@ -161,7 +201,16 @@ mod tests {
             action(&["--textconv", "-d", "a.age"]),
             Ok(Action::Decrypt {
                 file: "a.age".into(),
-                textconv: true
+                textconv: true,
+                structured: None
+            })
+        );
+        assert_eq!(
+            action(&["-d", "a.yaml.age", "--key", "db/password"]),
+            Ok(Action::Decrypt {
+                file: "a.yaml.age".into(),
+                textconv: false,
+                structured: Some((Format::Yaml, "db/password".parse().unwrap()))
             })
         );
         assert_eq!(
@@ -205,6 +254,14 @@ mod tests {
             (
                 &["--dump-rules", "--json"][..],
                 "--json only applies to --check",
+            ),
+            (
+                &["--check", "--key", "a"][..],
+                "--key only applies to --decrypt",
+            ),
+            (
+                &["-d", "a.json.age", "--format", "json"][..],
+                "--format only applies to --key",
             ),
         ] {
             let err = action(line).unwrap_err();

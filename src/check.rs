@@ -14,8 +14,10 @@ use age::armor::ArmoredReader;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::keys::Identities;
 use crate::rules::Generator;
 use crate::rules::{normalize, Recipient, Rules, Secret};
+use crate::structured::{self, Format, Key};
 
 /// Directories that hold version-control metadata, never secrets.
 const VCS_DIRS: &[&str] = &[".git", ".hg", ".jj", ".svn", ".bzr", "_darcs", ".pijul"];
@@ -34,6 +36,20 @@ pub struct Report {
     pub ok: bool,
     /// Only the secrets (and orphan files) with at least one finding: rules order, then orphans.
     pub secrets: Vec<SecretReport>,
+    /// Whether the `keys` that rules declare for structured secrets were looked up.
+    pub keys: KeyCheck,
+}
+
+/// Looking up declared keys needs the plaintext, so it happens only when identities are given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyCheck {
+    /// No rule declares `keys`.
+    NoneDeclared,
+    /// Every declared key was looked up in its decrypted document.
+    Checked,
+    /// Keys are declared but no identity was given to decrypt with.
+    Skipped { declared: usize },
 }
 
 /// The findings for one rule, or for one `.age` file that no rule names.
@@ -74,6 +90,16 @@ pub enum Finding {
     },
     /// ASCII armor in the file differs from `armor` in the rules.
     Armor { rules: bool, file: bool },
+    /// The rule's `format` or `keys` cannot be used.
+    BadKeys { error: String },
+    /// Keys are declared but the file could not be decrypted with the identities given.
+    Undecryptable { error: String },
+    /// A declared key is not in the decrypted document (or the document does not parse).
+    MissingKey {
+        format: String,
+        key: String,
+        error: String,
+    },
 }
 
 /// For recipient kinds whose stanzas do not identify the key: how many the rules list and how
@@ -141,6 +167,13 @@ impl fmt::Display for Finding {
                 rules,
                 if *file { "armored" } else { "binary" }
             ),
+            Finding::BadKeys { error } => write!(f, "{error}"),
+            Finding::Undecryptable { error } => {
+                write!(f, "cannot decrypt the file to check its keys: {error}")
+            }
+            Finding::MissingKey { format, key, error } => {
+                write!(f, "{format} key `{key}`: {error}")
+            }
         }
     }
 }
@@ -229,13 +262,31 @@ fn printable(line: &str) -> String {
 
 /// Checks every rule's file and looks for `.age` files no rule names.
 pub fn check(rules: &Rules) -> Report {
+    check_with_keys(rules, None)
+}
+
+/// [`check`], and with `ids` also decrypts each file whose rule declares `keys` and looks
+/// every key up in it.
+pub fn check_with_keys(rules: &Rules, ids: Option<&Identities>) -> Report {
+    let declared: usize = rules
+        .secrets
+        .iter()
+        .filter_map(|s| declared_keys(s).ok().flatten())
+        .map(|(_, keys)| keys.len())
+        .sum();
     let mut secrets: Vec<SecretReport> = rules
         .secrets
         .par_iter()
-        .map(|secret| SecretReport {
-            name: secret.name.clone(),
-            file: secret.path.clone(),
-            findings: check_secret(rules, secret),
+        .map(|secret| {
+            let mut findings = check_secret(rules, secret);
+            if let Some(ids) = ids {
+                findings.extend(check_keys(rules, secret, ids, &findings));
+            }
+            SecretReport {
+                name: secret.name.clone(),
+                file: secret.path.clone(),
+                findings,
+            }
         })
         .filter(|s| !s.findings.is_empty())
         .collect();
@@ -251,7 +302,86 @@ pub fn check(rules: &Rules) -> Report {
         checked: rules.secrets.len(),
         ok: secrets.is_empty(),
         secrets,
+        keys: match (declared, ids) {
+            (0, _) => KeyCheck::NoneDeclared,
+            (_, Some(_)) => KeyCheck::Checked,
+            (n, None) => KeyCheck::Skipped { declared: n },
+        },
     }
+}
+
+/// A structured secret's rule: `format` (default: from the file name, as `ragenix -d --key`
+/// guesses it) and `keys`, the paths that must exist in the document. `None` without `keys`.
+pub fn declared_keys(secret: &Secret) -> Result<Option<(Format, Vec<Key>)>, String> {
+    let format = match secret.extra.get("format") {
+        None => None,
+        Some(serde_json::Value::String(f)) => Some(f.parse::<Format>()?),
+        Some(_) => return Err("format must be a string".into()),
+    };
+    let Some(keys) = secret.extra.get("keys") else {
+        return Ok(None);
+    };
+    let format = match format {
+        Some(f) => f,
+        None => Format::from_file_name(&secret.path.to_string_lossy()).ok_or_else(|| {
+            "keys are declared but the format cannot be told from the file name; set format = \"json\" (or yaml, dotenv, ini)".to_string()
+        })?,
+    };
+    let serde_json::Value::Array(list) = keys else {
+        return Err("keys must be a list of strings".into());
+    };
+    let mut parsed = Vec::with_capacity(list.len());
+    for k in list {
+        let serde_json::Value::String(k) = k else {
+            return Err("keys must be a list of strings".into());
+        };
+        let key: Key = k.parse()?;
+        key.check_for(format)?;
+        parsed.push(key);
+    }
+    Ok(Some((format, parsed)))
+}
+
+/// Decrypts `secret`'s file and looks up each declared key; nothing when it declares none or
+/// its file already has a finding that stops reading it.
+fn check_keys(
+    rules: &Rules,
+    secret: &Secret,
+    ids: &Identities,
+    so_far: &[Finding],
+) -> Vec<Finding> {
+    let unreadable = so_far.iter().any(|f| {
+        matches!(
+            f,
+            Finding::Missing { .. } | Finding::Unreadable { .. } | Finding::BadHeader { .. }
+        )
+    });
+    let Ok(Some((format, keys))) = declared_keys(secret) else {
+        return Vec::new();
+    };
+    if unreadable || keys.is_empty() {
+        return Vec::new();
+    }
+    let mut document = zeroize::Zeroizing::new(Vec::new());
+    let decrypted = File::open(rules.secret_file(secret))
+        .map_err(anyhow::Error::from)
+        .and_then(|mut f| crate::age_io::decrypt(ids, &mut f, &mut *document));
+    if let Err(e) = decrypted {
+        return vec![Finding::Undecryptable {
+            error: format!("{e:#}"),
+        }];
+    }
+    keys.iter()
+        .filter_map(|key| {
+            structured::extract(format, &document, key)
+                .err()
+                .map(|e| Finding::MissingKey {
+                    format: format.to_string(),
+                    key: key.to_string(),
+                    error: e.to_string(),
+                })
+        })
+        .collect()
 }
 
 /// Secrets whose file exists and is encrypted to other recipients or with other armor than the
@@ -267,6 +397,9 @@ pub fn stale(rules: &Rules) -> Vec<&Secret> {
 /// All findings for one rule (empty when its file matches).
 pub fn check_secret(rules: &Rules, secret: &Secret) -> Vec<Finding> {
     let mut findings = Vec::new();
+    if let Err(error) = declared_keys(secret) {
+        findings.push(Finding::BadKeys { error });
+    }
     if let Some(spec) = secret.extra.get("generator") {
         if let Err(e) = Generator::from_json(&secret.name, spec) {
             findings.push(Finding::BadGenerator {

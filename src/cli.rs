@@ -20,6 +20,7 @@ use crate::lock;
 use crate::output;
 use crate::prompt::TerminalPrompt;
 use crate::rules::{self, LoadOptions, Rules, Secret};
+use crate::structured::{self, Format, Key};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
 #[derive(Parser, Debug)]
@@ -98,9 +99,20 @@ pub struct Args {
     pub textconv: bool,
 
     /// Report every difference between the rules and the files (missing, orphaned, unreadable,
-    /// wrong recipients, wrong armor); exit 1 if there is any. Needs no identity
+    /// wrong recipients, wrong armor); exit 1 if there is any. Needs no identity; with -i it
+    /// also decrypts the files whose rules declare `keys` and looks each key up
     #[arg(long, group = "action")]
     pub check: bool,
+
+    /// With -d: print only the value at KEY (`github/oauth_token`) of the decrypted JSON, YAML,
+    /// dotenv or INI document
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// With --key: how to read the document. Default: from FILE's name (`db.yaml.age`,
+    /// `app.env.age`)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<Format>,
 
     /// With --check: print the report as JSON
     #[arg(long)]
@@ -155,7 +167,11 @@ pub fn main() -> ExitCode {
 /// Runs `action` with the flags every action shares from `args`.
 pub fn run(args: &Args, action: Action) -> Result<()> {
     match action {
-        Action::Decrypt { file, textconv } => decrypt(args, &file, textconv),
+        Action::Decrypt {
+            file,
+            textconv,
+            structured,
+        } => decrypt(args, &file, textconv, structured),
         Action::Completions(shell) => {
             let mut out = output::stdout();
             crate::manual::completions(shell, &mut out)?;
@@ -184,7 +200,17 @@ pub fn run(args: &Args, action: Action) -> Result<()> {
                 || lock::writer(&rules.file, std::io::stdin().is_terminal()),
             )
         }
-        Action::Check { json } => check(&load_rules(args)?, json),
+        Action::Check { json } => {
+            let rules = load_rules(args)?;
+            // Keys are looked up only with identities asked for: a plain `--check` (CI)
+            // decrypts nothing.
+            let ids = if args.identity.is_empty() {
+                None
+            } else {
+                Some(identities(args)?)
+            };
+            check(&rules, ids.as_ref(), json)
+        }
         Action::Generate { files, force } => {
             let rules = load_rules(args)?;
             let only = find_rules(&rules, &files)?;
@@ -251,13 +277,19 @@ fn find_rules<'r>(rules: &'r Rules, files: &[PathBuf]) -> Result<Vec<&'r Secret>
 
 /// `--check`: the report on stdout; findings are a failure without an error message of their
 /// own, since the report already says everything.
-fn check(rules: &Rules, json: bool) -> Result<()> {
-    let report = crate::check::check(rules);
+fn check(rules: &Rules, ids: Option<&Identities>, json: bool) -> Result<()> {
+    let report = crate::check::check_with_keys(rules, ids);
     if json {
         output::json(&report)?;
     } else {
         let mut out = output::stdout();
         write!(out, "{}", report.render_human())?;
+        if let crate::check::KeyCheck::Skipped { declared } = report.keys {
+            writeln!(
+                out,
+                "note: {declared} declared key(s) not checked: pass -i to decrypt the files and look them up"
+            )?;
+        }
         writeln!(out, "{}", report.summary())?;
         out.flush()?;
     }
@@ -311,7 +343,12 @@ fn identities(args: &Args) -> Result<Identities> {
     keys::load_identities(&args.identity, Arc::new(TerminalPrompt))
 }
 
-fn decrypt(args: &Args, file: &Path, textconv: bool) -> Result<()> {
+fn decrypt(
+    args: &Args,
+    file: &Path,
+    textconv: bool,
+    structured: Option<(Format, Key)>,
+) -> Result<()> {
     let mut input =
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let ids = match identities(args) {
@@ -319,7 +356,14 @@ fn decrypt(args: &Args, file: &Path, textconv: bool) -> Result<()> {
         Err(e) => return no_identity(textconv, file, e),
     };
     let mut out = output::stdout();
-    if let Err(e) = crate::age_io::decrypt(&ids, &mut input, &mut out) {
+    // A document is read whole before one value is taken from it; a plain file streams.
+    let mut document = zeroize::Zeroizing::new(Vec::new());
+    let sink: &mut dyn Write = if structured.is_some() {
+        &mut *document
+    } else {
+        &mut out
+    };
+    if let Err(e) = crate::age_io::decrypt(&ids, &mut input, sink) {
         // age_io reports "no identity matched" as a UserError and a key that could not be
         // unlocked through `unlock_error`; both happen before any output. Every other error is
         // about the file or the output.
@@ -328,6 +372,11 @@ fn decrypt(args: &Args, file: &Path, textconv: bool) -> Result<()> {
             return no_identity(textconv, file, e);
         }
         return Err(e.context(format!("cannot decrypt {}", file.display())));
+    }
+    if let Some((format, key)) = structured {
+        let value = structured::extract(format, &document, &key)
+            .with_context(|| format!("{}: {format} key `{key}`", file.display()))?;
+        out.write_all(&value)?;
     }
     out.flush()?;
     Ok(())

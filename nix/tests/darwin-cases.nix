@@ -74,6 +74,8 @@ let
     symlink = true;
     restartUnits = [ ];
     reloadUnits = [ ];
+    format = "binary";
+    key = null;
   } // extra;
 in
 {

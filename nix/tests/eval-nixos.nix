@@ -60,10 +60,26 @@ let
       inherit (c) warnings;
       package = toString c.age.ragenix.package;
       # The file the installer runs on, and the build-time check its build runs.
-      manifest = {
-        path = toString c.age.ragenix.manifest;
-        inherit (c.age.ragenix.manifest) checkPhase;
-      };
+      manifest =
+        let
+          json = builtins.fromJSON (builtins.readFile c.age.ragenix.manifest);
+          units = l: builtins.listToAttrs (map (e: lib.nameValuePair e.name e.restartUnits) l);
+        in
+        {
+          path = toString c.age.ragenix.manifest;
+          inherit (c.age.ragenix.manifest) checkPhase;
+          # What the installer restarts per secret and template when it changes.
+          restartUnits = {
+            secrets = units json.secrets;
+            templates = units json.templates;
+          };
+        };
+      # The services handed a secret as a credential, and what NixOS wrote for them.
+      credentialUnits = lib.mapAttrs (n: s: {
+        inherit (s) after wants;
+        loadCredential = s.serviceConfig.LoadCredential;
+        unitText = c.systemd.units."${n}.service".text;
+      }) (lib.filterAttrs (_: s: s.serviceConfig.LoadCredential or [ ] != [ ]) c.systemd.services);
       age = {
         identityPaths = map toString c.age.identityPaths;
         secretsDir = toString c.age.secretsDir;
@@ -101,6 +117,7 @@ let
               conflicts
               ;
             unitText = c.systemd.units."agenix-install-secrets.service".text;
+            requiresMountsFor = service.unitConfig.RequiresMountsFor or null;
           };
     };
 

@@ -54,6 +54,8 @@ in
           symlink = true;
           restartUnits = [ ];
           reloadUnits = [ ];
+          format = "binary";
+          key = null;
         };
       };
   };
@@ -92,6 +94,8 @@ in
         symlink = false;
         restartUnits = [ ];
         reloadUnits = [ ];
+        format = "binary";
+        key = null;
       };
   };
 }

@@ -32,6 +32,51 @@ pub fn load_identities(paths: &[String]) -> (Identities, Vec<String>) {
     (Identities::new(list, files), warnings)
 }
 
+/// Why no identity could be loaded, path by path: a missing file, and whether its directory
+/// exists (a directory missing too is usually a file system not mounted yet, such as an
+/// impermanence `/persist` that is not `neededForBoot`).
+pub fn no_identity(paths: &[String]) -> String {
+    if paths.is_empty() {
+        return "no identity could be loaded: age.identityPaths is empty".into();
+    }
+    let each: Vec<String> = paths.iter().map(|p| describe(Path::new(p))).collect();
+    format!(
+        "no identity could be loaded from age.identityPaths: {}",
+        each.join("; ")
+    )
+}
+
+/// Only looks: nothing is opened or acted on, so a planted symlink can change the words of
+/// the message and nothing else.
+fn describe(path: &Path) -> String {
+    let shown = path.display();
+    match (path.symlink_metadata(), path.metadata()) {
+        (Ok(_), Ok(_)) => {
+            format!("{shown} exists but holds no usable identity (see the warning above)")
+        }
+        (Ok(_), Err(_)) => format!("{shown} is a symlink to nothing"),
+        (Err(_), _) => {
+            let Some(dir) = path.parent() else {
+                return format!("{shown} does not exist");
+            };
+            if dir.is_dir() {
+                return format!(
+                    "{shown} does not exist (its directory {} does)",
+                    dir.display()
+                );
+            }
+            let nearest = dir
+                .ancestors()
+                .find(|a| a.is_dir())
+                .map_or_else(|| "/".into(), |a| a.display().to_string());
+            format!(
+                "{shown} does not exist, nor does its directory {} (only {nearest} does: a file system not mounted yet?)",
+                dir.display()
+            )
+        }
+    }
+}
+
 /// Checks that `path` exists and starts with a valid age header (used by `--check`).
 pub fn check_header(path: &Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

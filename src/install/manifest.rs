@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::restart::Units;
 use crate::platform::Os;
+use crate::structured::{Format, Key};
 
 /// The only manifest version this installer reads.
 pub const VERSION: u32 = 1;
@@ -114,6 +115,39 @@ pub struct Secret {
     pub restart_units: Vec<String>,
     #[serde(default)]
     pub reload_units: Vec<String>,
+    /// How the decrypted file is read: `binary` (all of it) or a document format whose value
+    /// at `key` is the secret. Parsed in `validate`, so a bad one names the secret.
+    #[serde(default = "binary")]
+    pub format: String,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+fn binary() -> String {
+    Format::Binary.name().into()
+}
+
+impl Secret {
+    /// The format and key of a structured secret, `None` for a binary one. The error starts
+    /// with the option it is about (`format: …`, `key: …`).
+    pub fn structured(&self) -> Result<Option<(Format, Key)>, String> {
+        let format: Format = self.format.parse().map_err(|e| format!("format: {e}"))?;
+        match (format, &self.key) {
+            (Format::Binary, None) => Ok(None),
+            (Format::Binary, Some(_)) => Err(
+                "key: only a secret with format json, yaml, dotenv or ini has a key (format is binary)"
+                    .into(),
+            ),
+            (_, None) => Err(format!(
+                "key must be set with format {format}: the path of the value in the document, such as \"github/oauth_token\""
+            )),
+            (_, Some(key)) => {
+                let key: Key = key.parse().map_err(|e| format!("key: {e}"))?;
+                key.check_for(format).map_err(|e| format!("key: {e}"))?;
+                Ok(Some((format, key)))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -139,8 +173,11 @@ pub struct Template {
 /// Where an entry's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// Decrypted from this `.age` file.
-    Secret { file: String },
+    /// Decrypted from this `.age` file; with a key, the value at that key of the document.
+    Secret {
+        file: String,
+        structured: Option<(Format, Key)>,
+    },
     /// Rendered from this text, placeholders replaced by secrets.
     Template { content: String },
 }
@@ -210,16 +247,18 @@ impl Manifest {
             |m: &str, who: &str| parse_mode(m).map_err(|e| anyhow::anyhow!("{who}.mode: {e}"));
         let mut entries = Vec::with_capacity(self.secrets.len() + self.templates.len());
         for s in &self.secrets {
+            let who = format!("age.secrets.\"{}\"", s.name);
             entries.push(Entry {
                 name: s.name.clone(),
                 path: s.path.clone(),
-                mode: mode(&s.mode, &format!("age.secrets.\"{}\"", s.name))?,
+                mode: mode(&s.mode, &who)?,
                 owner: s.owner.clone(),
                 group: s.group.clone(),
                 symlink: s.symlink,
                 units: Units::from_lists(&s.restart_units, &s.reload_units),
                 source: Source::Secret {
                     file: s.file.clone(),
+                    structured: s.structured().map_err(|e| anyhow::anyhow!("{who}.{e}"))?,
                 },
                 default_path: self.default_path(&s.name),
             });
@@ -367,6 +406,9 @@ impl Manifest {
             }
             if s.file.is_empty() {
                 errors.push(format!("{who}.file is empty"));
+            }
+            if let Err(e) = s.structured() {
+                errors.push(format!("{who}.{e}"));
             }
             check_common(&s.path, &s.mode, &s.owner, &s.group, &who, &mut errors);
             abs(&s.path, &format!("{who}.path"), &mut errors);

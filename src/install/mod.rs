@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use crate::keys::Identities;
 use crate::platform::ramdisk;
 use crate::platform::secrets_fs::SecretsFs;
+use crate::structured;
 use fs::{FileId, Owner};
 use manifest::{Entry, Manifest, Mode, Source};
 use owners::Owners;
@@ -281,8 +282,8 @@ fn keys(m: &Manifest) -> Result<Identities> {
     }
     if identities.list.is_empty() && !m.secrets.is_empty() {
         eprintln!(
-            "ragenix-install: warning: no usable identity among age.identityPaths ({})",
-            m.identity_paths.join(", ")
+            "ragenix-install: warning: {}",
+            decrypt::no_identity(&m.identity_paths)
         );
     }
     Ok(identities)
@@ -298,6 +299,35 @@ impl Entry {
             Dir::open_parent(Path::new(&self.path), create.then_some(0o755))
         }
     }
+}
+
+/// The plaintext of every secret's `.age` file, each decrypted once however many secrets read
+/// it (structured secrets share one document), in parallel; a failure as its message.
+fn decrypt_each_file_once<'e>(
+    entries: &'e [Entry],
+    identities: &Identities,
+    no_identity: Option<&str>,
+) -> BTreeMap<&'e str, Result<Zeroizing<Vec<u8>>, String>> {
+    let files: BTreeSet<&str> = entries
+        .iter()
+        .filter_map(|e| match &e.source {
+            Source::Secret { file, .. } => Some(file.as_str()),
+            Source::Template { .. } => None,
+        })
+        .collect();
+    files
+        .into_par_iter()
+        .map(|file| {
+            if let Some(why) = no_identity {
+                return (file, Err(why.to_string()));
+            }
+            let mut data = Zeroizing::new(Vec::new());
+            let result = decrypt::decrypt_file(Path::new(file), identities, &mut *data)
+                .map(|()| data)
+                .map_err(|e| format!("{e:#}"));
+            (file, result)
+        })
+        .collect()
 }
 
 /// In home mode files keep the installer's own ids; that is what "unchanged" compares with.
@@ -369,19 +399,37 @@ impl<'a> NewGeneration<'a> {
             .filter_map(|r| r.ok())
             .collect();
         let this = &*self;
+        let no_identity = identities
+            .list
+            .is_empty()
+            .then(|| decrypt::no_identity(&self.m.identity_paths));
+        let documents = decrypt_each_file_once(self.entries, identities, no_identity.as_deref());
         let results: Vec<_> = self
             .entries
             .par_iter()
             .filter_map(|e| match &e.source {
-                Source::Secret { file } => Some((e, file)),
+                Source::Secret { file, structured } => Some((e, file, structured)),
                 Source::Template { .. } => None,
             })
-            .map(|(e, file)| {
+            .map(|(e, file, structured)| {
                 let result = (|| {
+                    let document = documents[file.as_str()]
+                        .as_ref()
+                        .map_err(|err| anyhow::anyhow!("{err}"))?;
+                    let extracted;
+                    let data: &[u8] = match structured {
+                        None => document,
+                        Some((format, key)) => {
+                            extracted = structured::extract(*format, document, key)
+                                .with_context(|| format!("{format} key `{key}`"))?;
+                            &extracted
+                        }
+                    };
+                    let written = this.write_entry(e, data)?;
                     // Plaintext buffers are wiped when dropped.
-                    let mut data = Zeroizing::new(Vec::new());
-                    decrypt::decrypt_file(Path::new(file), identities, &mut *data)?;
-                    let written = this.write_entry(e, &data)?;
+                    let data = wanted
+                        .contains(e.name.as_str())
+                        .then(|| Zeroizing::new(data.to_vec()));
                     Ok::<_, anyhow::Error>((written, data))
                 })();
                 let result = result.map_err(|err| {
@@ -396,7 +444,7 @@ impl<'a> NewGeneration<'a> {
             match result {
                 Ok((written, data)) => {
                     self.record(e, written);
-                    if wanted.contains(e.name.as_str()) {
+                    if let Some(data) = data {
                         plaintexts.insert(e.name.clone(), data);
                     }
                 }

@@ -11,6 +11,7 @@ mod flags;
 mod interop;
 mod one_writer;
 mod rekey;
+mod structured;
 
 use std::fs;
 use std::path::{Path, PathBuf};

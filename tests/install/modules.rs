@@ -227,7 +227,21 @@ fn nixos_cases_hold_in_the_real_nixos_module_system() {
     let cases: Vec<&String> = evaluated.as_object().unwrap().keys().collect();
     assert_eq!(
         cases,
-        ["defaults", "full", "sshKeyPaths", "sysusers", "userborn"]
+        [
+            "badCredentials",
+            "credentials",
+            "defaults",
+            "full",
+            "persistBindMounts",
+            "persistFixed",
+            "persistNeededForBoot",
+            "persistNotNeededForBoot",
+            "persistService",
+            "sshKeyPaths",
+            "structured",
+            "sysusers",
+            "userborn"
+        ]
     );
     // Each manifest the real evaluation wrote passes the installer's build-time check (the
     // `.age` files of these cases do not exist: only the end-to-end tests have real ones).
@@ -640,6 +654,71 @@ ns_test!(
     }
 );
 
+ns_test!(
+    nixos_activation_installs_values_from_json_yaml_and_dotenv_documents,
+    |env| {
+        let Some(trees) =
+            trees("nixos_activation_installs_values_from_json_yaml_and_dotenv_documents")
+        else {
+            return;
+        };
+        let yaml = env.encrypt(
+            "db.yaml",
+            b"db:\n  password: hunter2\n  user: app\nsmtp: 'mail: pw'\n",
+        );
+        env.encrypt(
+            "app.json",
+            br#"{"github": {"oauth_token": "gho_1", "user": "bot"}}"#,
+        );
+        env.encrypt("app.env", b"API_TOKEN=tok-1\nexport SIGNING_KEY='sig 2'\n");
+        let params = format!(
+            r#"only = [ "structured" ]; params = {{ files = n: {}+ "/${{n}}.age"; identity = {}; package = {}; }};"#,
+            lit(env.root.join("store").to_str().unwrap()),
+            lit(env.key.to_str().unwrap()),
+            built_package(&env.root)
+        );
+        let evaluated = eval_nixos(trees, &repo().join("module.nix"), &params);
+        assert_eq!(failures(&evaluated), Vec::<String>::new());
+        let result = &evaluated["structured"]["result"];
+        let check = run_check_phase(result);
+        assert!(check.status.success(), "checkPhase: {}", stderr(&check));
+        let script = agenix_activation(result["activation"]["script"].as_str().unwrap(), "true");
+        mount_tmpfs_on_run();
+
+        let out = run_bash(&script);
+        // `missing` names a key the document does not have: it alone fails.
+        assert!(!out.status.success());
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(
+            log.contains(&format!(
+                "secret `missing` ({}): yaml key `db/nope`: the key is not in the document",
+                yaml.display()
+            )),
+            "{log}"
+        );
+        assert!(!log.contains("hunter2"), "{log}");
+        assert_eq!(log.matches("error: secret").count(), 1, "{log}");
+        for (name, want) in [
+            ("gh-token", "gho_1"),
+            ("gh-user", "bot"),
+            ("db-password", "hunter2"),
+            ("smtp", "mail: pw"),
+            ("api-token", "tok-1"),
+            ("signing-key", "sig 2"),
+            ("templates/app.conf", "token=gho_1 db=hunter2\n"),
+        ] {
+            let path = format!("/run/agenix/{name}");
+            assert_eq!(fs::read_to_string(&path).unwrap(), want, "{name}");
+            assert_eq!(
+                meta(&fs::canonicalize(&path).unwrap()),
+                (0o400, 0, 0),
+                "{name}"
+            );
+        }
+        assert!(!Path::new("/run/agenix/missing").exists());
+    }
+);
+
 fn env_generations() -> Vec<u64> {
     let mut found: Vec<u64> = fs::read_dir("/run/agenix.d")
         .unwrap()
@@ -856,9 +935,17 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
         [
             "home-defaults",
             "home-full",
+            "nixos-badCredentials",
+            "nixos-credentials",
             "nixos-defaults",
             "nixos-full",
+            "nixos-persistBindMounts",
+            "nixos-persistFixed",
+            "nixos-persistNeededForBoot",
+            "nixos-persistNotNeededForBoot",
+            "nixos-persistService",
             "nixos-sshKeyPaths",
+            "nixos-structured",
             "nixos-sysusers",
             "nixos-userborn"
         ]
@@ -918,6 +1005,7 @@ fn sysusers_service_from_the_real_evaluation_restarts_units_under_real_systemd()
     encrypt("db.age", "db-1");
     encrypt("db-next.age", "db-2");
     encrypt("other.age", "other-1");
+    encrypt("other-next.age", "other-2");
     let params = format!(
         r#"only = [ "sysusers" ]; params = {{ files = n: {} + "/${{n}}.age"; identity = {}; package = {}; }};"#,
         lit(store.to_str().unwrap()),
@@ -987,22 +1075,57 @@ fn sysusers_service_from_the_real_evaluation_restarts_units_under_real_systemd()
          ExecStart=/bin/sh -c 'echo \"start $(cat /run/agenix/db)\" >> /run/rs/out/recorder'\n",
         Some("default.target"),
     );
-    // A switch: the secret changes and the service runs again; then once more, unchanged.
-    let wait_for_second_start = "/bin/systemctl restart agenix-install-secrets.service\n\
-         for i in $(seq 50); do [ \"$(wc -l < /run/rs/out/recorder)\" -ge 2 ] && break; sleep 0.1; done\n";
+    // Records each start of a DynamicUser= service that gets `other` as a credential through
+    // the LoadCredential= line NixOS wrote for it, and whether it can read the installed file
+    // itself (it must not: root's, 0400). systemd fails the start when it cannot load a
+    // credential, so each line also shows the load worked. The copy's content is not compared:
+    // systemd booted in this test's namespace does not expose it to the service (not even to a
+    // root one), a limit of the test machine.
+    let load_credential: String = result["credentialUnits"]["reader"]["unitText"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("LoadCredential="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(load_credential, "LoadCredential=other:/run/agenix/other\n");
+    unit(
+        &units,
+        "reader.service",
+        &format!(
+            "[Unit]\nAfter=agenix-install-secrets.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+             DynamicUser=yes\nStandardOutput=append:/run/rs/out/reader\n{load_credential}\
+             ExecStart=/bin/sh -c 'test \"$(id -u)\" != 0 && printf dynamic; \
+             cat /run/agenix/other 2>/dev/null || printf \" denied \"; echo \"$CREDENTIALS_DIRECTORY\"'\n"
+        ),
+        Some("default.target"),
+    );
+    // Switches: `db` changes, then `other`; each time its consumer runs again. Then once more,
+    // unchanged.
+    let switch = |log: &str, n: usize| {
+        format!(
+            "/bin/systemctl restart agenix-install-secrets.service\n\
+             for i in $(seq 50); do [ \"$(wc -l < /run/rs/out/{log})\" -ge {n} ] && break; sleep 0.1; done\n"
+        )
+    };
     let driver = format!(
         "#!/bin/sh\n\
          stat -c '%U %G %a' /run/agenix/db > /run/rs/out/db-meta\n\
-         cp {next} {db}\n{first}\
+         stat -c '%U %G %a' /run/agenix/other > /run/rs/out/other-meta\n\
+         cp {db_next} {db}\n{second}\
+         cp {other_next} {other}\n{third}\
          sleep 1\n\
          /bin/systemctl restart agenix-install-secrets.service\n\
          sleep 2\n\
          cat /run/agenix/db > /run/rs/out/db-final\n\
          readlink /run/agenix > /run/rs/out/generation\n\
          touch /run/rs/out/done\n",
-        next = store.join("db-next.age").display(),
+        db_next = store.join("db-next.age").display(),
         db = store.join("db.age").display(),
-        first = wait_for_second_start,
+        other_next = store.join("other-next.age").display(),
+        other = store.join("other.age").display(),
+        second = switch("recorder", 2),
+        third = switch("reader", 2),
     );
     fs::write(root.join("driver.sh"), driver).unwrap();
     unit(
@@ -1032,9 +1155,15 @@ fn sysusers_service_from_the_real_evaluation_restarts_units_under_real_systemd()
     let read = |f: &str| fs::read_to_string(out.join(f)).unwrap_or_default();
     assert_eq!(read("log"), "", "{console}");
     assert_eq!(read("db-meta"), "app app 400\n", "{console}");
-    // Started once at boot (nothing restarted then), again when db changed, not after the
-    // switch that changed nothing.
+    assert_eq!(read("other-meta"), "root root 400\n", "{console}");
+    // Each started once at boot (nothing restarted then), again when its secret changed, not
+    // when the other's changed nor after the switch that changed nothing.
     assert_eq!(read("recorder"), "start db-1\nstart db-2\n", "{console}");
+    assert_eq!(
+        read("reader"),
+        "dynamic denied /run/credentials/reader.service\n".repeat(2),
+        "{console}"
+    );
     assert_eq!(read("db-final"), "db-2");
-    assert_eq!(read("generation"), "/run/agenix.d/3\n");
+    assert_eq!(read("generation"), "/run/agenix.d/4\n");
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{meta, ns_test, ssh_keygen, stderr};
 
@@ -197,16 +197,161 @@ ns_test!(
         );
         assert_eq!(fs::read(env.secrets_dir.join("a")).unwrap(), b"x");
 
-        manifest["identityPaths"] = json!([env.root.join("ssh_host_rsa_key")]);
+        // No identity at all: each missing path is named, with whether its directory exists
+        // (a file system not mounted yet shows as a missing directory).
+        let unmounted = env.root.join("persist/etc/ssh/ssh_host_ed25519_key");
+        fs::create_dir_all(env.root.join("persist")).unwrap();
+        manifest["identityPaths"] = json!([env.root.join("ssh_host_rsa_key"), unmounted]);
         let out = env.install_with(&manifest, &[]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{err}");
+        let why = format!(
+            "no identity could be loaded from age.identityPaths: \
+             {root}/ssh_host_rsa_key does not exist (its directory {root} does); \
+             {root}/persist/etc/ssh/ssh_host_ed25519_key does not exist, nor does its directory \
+             {root}/persist/etc/ssh (only {root}/persist does: a file system not mounted yet?)",
+            root = env.root.display()
+        );
+        assert!(err.contains(&format!("warning: {why}")), "{err}");
         assert!(
-            err.contains("no usable identity") && err.contains("no identity could be loaded"),
+            err.contains(&format!("secret `a` ({}): {why}", a.display())),
             "{err}"
         );
     }
 );
+
+// A JSON, a YAML and a dotenv document, several secrets from each: every value installed; a
+// template uses them; a key that is missing and a document that does not parse fail only their
+// own secret, naming file, format and key and never printing the document.
+ns_test!(
+    structured_documents_install_one_value_per_key_and_a_missing_key_fails_only_its_secret,
+    |env| {
+        let json_doc = env.encrypt(
+            "app.json",
+            br#"{"github": {"oauth_token": "gho_1", "user": "bot"}, "port": 8080}"#,
+        );
+        let yaml_doc = env.encrypt(
+            "db.yaml",
+            b"db:\n  password: 'hunter2: yes'\n  replicas:\n    - host: a\n      key: k-a\nsmtp: mail-pw\n",
+        );
+        let env_doc = env.encrypt(
+            "app.env",
+            b"# tokens\nAPI_TOKEN=tok-1\nexport SIGNING_KEY=\"sig 2\"\n",
+        );
+        let broken = env.encrypt("broken.json", br#"{"pw": "leaked-if-printed""#);
+        let keyed = |name: &str, file: &Path, format: &str, key: &str| {
+            let mut s = env.secret(name, file);
+            s["format"] = json!(format);
+            s["key"] = json!(key);
+            s
+        };
+        let mut manifest = env.manifest(json!([
+            keyed("gh-token", &json_doc, "json", "github/oauth_token"),
+            keyed("gh-user", &json_doc, "json", "github/user"),
+            keyed("port", &json_doc, "json", "port"),
+            keyed("db-password", &yaml_doc, "yaml", "db/password"),
+            keyed("replica-key", &yaml_doc, "yaml", "db/replicas/0/key"),
+            keyed("smtp", &yaml_doc, "yaml", "smtp"),
+            keyed("api-token", &env_doc, "dotenv", "API_TOKEN"),
+            keyed("signing-key", &env_doc, "dotenv", "SIGNING_KEY"),
+            keyed("missing", &yaml_doc, "yaml", "db/nope"),
+            keyed("unparsable", &broken, "json", "pw"),
+            env.secret("whole", &env_doc),
+        ]));
+        manifest["templates"] = json!([{
+            "name": "app.conf",
+            "content": "token=<RAGENIX:PLACEHOLDER:gh-token> db=<RAGENIX:PLACEHOLDER:db-password>\n",
+            "path": env.secrets_dir.join("templates/app.conf"),
+        }]);
+        let out = env.install_with(&manifest, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let read = |n: &str| String::from_utf8(fs::read(env.secrets_dir.join(n)).unwrap()).unwrap();
+        for (name, want) in [
+            ("gh-token", "gho_1"),
+            ("gh-user", "bot"),
+            ("port", "8080"),
+            ("db-password", "hunter2: yes"),
+            ("replica-key", "k-a"),
+            ("smtp", "mail-pw"),
+            ("api-token", "tok-1"),
+            ("signing-key", "sig 2"),
+            (
+                "whole",
+                "# tokens\nAPI_TOKEN=tok-1\nexport SIGNING_KEY=\"sig 2\"\n",
+            ),
+            ("templates/app.conf", "token=gho_1 db=hunter2: yes\n"),
+        ] {
+            assert_eq!(read(name), want, "{name}");
+            assert_eq!(meta(&env.secrets_dir.join(name)), (0o400, 0, 0), "{name}");
+        }
+        assert!(
+            err.contains(&format!(
+                "secret `missing` ({}): yaml key `db/nope`: the key is not in the document (`db` is, but nothing below it by that name)",
+                yaml_doc.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "secret `unparsable` ({}): json key `pw`: the document does not parse (line 1, column ",
+                broken.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            !err.contains("leaked-if-printed") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(!env.secrets_dir.join("missing").exists());
+        assert_eq!(err.matches("error: ").count(), 2, "{err}");
+    }
+);
+
+/// The manifest check refuses a structured secret without a key, a key on a binary one, an
+/// unknown format and malformed keys, naming each option.
+#[test]
+fn structured_secret_options_are_checked_with_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = |name: &str, extra: Value| {
+        let mut s = json!({"name": name, "file": "/s.age", "path": format!("/run/agenix/{name}")});
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s
+    };
+    let manifest = json!({
+        "version": 1, "mode": "system", "secretsDir": "/run/agenix",
+        "secretsMountPoint": "/run/agenix.d", "identityPaths": ["/k"],
+        "secrets": [
+            secret("nokey", json!({"format": "yaml"})),
+            secret("binkey", json!({"key": "a"})),
+            secret("xml", json!({"format": "xml", "key": "a"})),
+            secret("empty", json!({"format": "json", "key": "a//b"})),
+            secret("envslash", json!({"format": "dotenv", "key": "a/b"})),
+            secret("fine", json!({"format": "ini", "key": "section/name"})),
+        ],
+    });
+    let path = dir.path().join("manifest.json");
+    fs::write(&path, manifest.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ragenix-install"))
+        .args(["--check", "--skip-files"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    for want in [
+        "age.secrets.\"nokey\".key must be set with format yaml",
+        "age.secrets.\"binkey\".key: only a secret with format json, yaml, dotenv or ini has a key (format is binary)",
+        "age.secrets.\"xml\".format: `xml` is not a format (one of binary, json, yaml, dotenv, ini)",
+        "age.secrets.\"empty\".key: key `a//b` has an empty segment",
+        "age.secrets.\"envslash\".key: key `a/b`: a dotenv variable name has no `/`",
+    ] {
+        assert!(err.contains(want), "{want}\n{err}");
+    }
+    assert!(!err.contains("\"fine\""), "{err}");
+}
 
 ns_test!(templates_get_secrets_in_place_of_placeholders, |env| {
     let user = env.encrypt("user", b"admin");
