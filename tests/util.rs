@@ -75,3 +75,46 @@ pub fn copy_as_repository(dir: &std::path::Path) -> tempfile::TempDir {
     std::fs::create_dir(tmp.path().join(".git")).unwrap();
     tmp
 }
+
+/// A directory for test trees that must sit where root's installer trusts every directory on
+/// the way (the macOS RAM-disk tools take the mount point by name) and where a systemd booted by
+/// `../shared/real-systemd/boot.sh` still sees them (it gets fresh `/tmp`, `/run`, `/var/tmp`).
+/// The target directory's tmp when the checkout is in such a place; a checkout under `/tmp`
+/// (as a CI clone may be) uses `/var/lib/ragenix-tests` when running as root instead.
+pub fn scratch_base() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if is_trusted_and_visible(&target) || !rustix::process::geteuid().is_root() {
+        return target;
+    }
+    let base = PathBuf::from("/var/lib/ragenix-tests");
+    match std::fs::create_dir(&base) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("cannot create {}: {e}", base.display()),
+    }
+    std::fs::set_permissions(&base, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert!(
+        is_trusted_and_visible(&base),
+        "{} is not a root-owned directory only root can write to",
+        base.display()
+    );
+    base
+}
+
+/// Whether `dir` and every directory above it belong to root (or us) and are writable by no
+/// one else, and none is one of the directories boot.sh replaces.
+fn is_trusted_and_visible(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let hidden = ["/tmp", "/run", "/var/tmp", "/dev/shm"];
+    if hidden.iter().any(|h| dir.starts_with(h)) {
+        return false;
+    }
+    dir.ancestors().all(|d| {
+        std::fs::symlink_metadata(d)
+            .is_ok_and(|m| m.is_dir() && (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0)
+    })
+}

@@ -74,12 +74,12 @@ struct Mac {
 }
 
 impl Mac {
-    /// Under the target directory, not /tmp: the RAM-disk tools take the mount point by name,
-    /// so the installer refuses a path below a directory others can write to.
+    /// Not under /tmp: the RAM-disk tools take the mount point by name, so the installer
+    /// refuses a path below a directory others can write to (see `scratch_base`).
     fn new() -> Mac {
         let tmp = tempfile::Builder::new()
             .prefix("darwin-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in(crate::util::scratch_base())
             .unwrap();
         let root = tmp.path().to_path_buf();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();

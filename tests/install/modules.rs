@@ -477,6 +477,22 @@ pub fn built_package(root: &Path) -> String {
         pkg.join("bin/ragenix-install"),
     )
     .unwrap();
+    package_at(&pkg)
+}
+
+/// Like [`built_package`], with the binary copied in: a systemd booted by boot.sh does not see
+/// a checkout under `/tmp`.
+pub fn built_package_copied(root: &Path) -> String {
+    let pkg = root.join("pkg");
+    fs::create_dir_all(pkg.join("bin")).unwrap();
+    let bin = pkg.join("bin/ragenix-install");
+    if fs::hard_link(env!("CARGO_BIN_EXE_ragenix-install"), &bin).is_err() {
+        fs::copy(env!("CARGO_BIN_EXE_ragenix-install"), &bin).unwrap();
+    }
+    package_at(&pkg)
+}
+
+fn package_at(pkg: &Path) -> String {
     format!(
         r#"{{ type = "derivation"; name = "ragenix"; outPath = {}; }}"#,
         lit(pkg.to_str().unwrap())
@@ -988,7 +1004,7 @@ fn sysusers_service_from_the_real_evaluation_restarts_units_under_real_systemd()
     // Not under /tmp: boot.sh gives the booted systemd a fresh /tmp.
     let dir = tempfile::Builder::new()
         .prefix("real-systemd-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(crate::util::scratch_base())
         .unwrap();
     let root = dir.path();
     let key = root.join("host_key");
@@ -1010,7 +1026,7 @@ fn sysusers_service_from_the_real_evaluation_restarts_units_under_real_systemd()
         r#"only = [ "sysusers" ]; params = {{ files = n: {} + "/${{n}}.age"; identity = {}; package = {}; }};"#,
         lit(store.to_str().unwrap()),
         lit(key.to_str().unwrap()),
-        built_package(root)
+        built_package_copied(root)
     );
     let evaluated = eval_nixos(trees, &repo().join("module.nix"), &params);
     assert_eq!(failures(&evaluated), Vec::<String>::new());
