@@ -287,35 +287,37 @@ fn scalar_text(v: &serde_norway::Value) -> Option<String> {
     }
 }
 
-/// dotenv as `dotenvy` reads it (the common dialect: `export`, quotes, escapes, comments).
-/// Bare and double-quoted values expand `$NAME` from earlier lines, and from the reading
-/// process's environment: a value with a literal `$` belongs in single quotes.
+/// dotenv in adotenv's portable dialect: `export`, single quotes (literal), double quotes
+/// (`\n`, `\t`, `\"`, `\\`, `\$` decoded), `#` comments. Values are taken literally: a
+/// password may hold `$`, and what is installed never depends on the environment of the
+/// process reading it (root, at boot). A name without `=value` is an error rather than a
+/// silent miss.
 fn dotenv(text: &str, key: &Key) -> Result<Zeroizing<Vec<u8>>, ExtractError> {
-    let mut found = None;
-    for item in dotenvy::from_read_iter(text.as_bytes()) {
-        let (name, value) = item.map_err(|e| ExtractError::Parse {
-            where_: match e {
-                // The error carries the offending line's text: only its number is shown.
-                dotenvy::Error::LineParse(line, _) => line_number(text, &line)
-                    .map_or("a line that is not NAME=value".into(), |n| {
-                        format!("line {n} is not NAME=value")
-                    }),
-                _ => "unreadable".into(),
-            },
-        })?;
-        // The last assignment wins, as when the file is sourced.
-        if name == key.as_str() {
-            found = Some(Zeroizing::new(value.into_bytes()));
+    const DIALECT: adotenv::Dialect =
+        adotenv::Dialect::PORTABLE.with_bare_keys(adotenv::BareKeys::Error);
+    let mut values = adotenv::parse_values_with(text, DIALECT).map_err(|e| {
+        use adotenv::DiagnosticCode as Code;
+        // Only the line number and a fixed description: the diagnostic's span points into
+        // the secret and is not used.
+        let what = match e.code() {
+            Code::InvalidKey => "is not NAME=value",
+            Code::UnterminatedQuote => "opens a quote that is never closed",
+            Code::TrailingText => "has text after the closing quote",
+            Code::ForbiddenBareKey => "has a name but no `=value`",
+            other => other.message(),
+        };
+        ExtractError::Parse {
+            where_: format!("line {} {what}", e.line()),
         }
-    }
+    })?;
+    // The last assignment wins, as when the file is sourced.
+    let found = values
+        .remove(key.as_str())
+        .map(|v| Zeroizing::new(v.into_bytes()));
+    values.values_mut().for_each(zeroize::Zeroize::zeroize);
     found.ok_or(ExtractError::Missing {
         found: String::new(),
     })
-}
-
-fn line_number(text: &str, line: &str) -> Option<usize> {
-    let first = line.lines().next()?;
-    text.lines().position(|l| l == first).map(|i| i + 1)
 }
 
 fn ini(text: &str, key: &Key) -> Result<Zeroizing<Vec<u8>>, ExtractError> {
@@ -444,19 +446,94 @@ multi: |
     }
 
     #[test]
-    fn dotenv_reads_quotes_and_comments_and_the_last_assignment_wins() {
-        let doc = "# comment\nTOKEN=abc\nexport QUOTED=\"a b\"\nLITERAL='x$y'\nTOKEN=def\n";
+    fn dotenv_reads_quotes_export_and_comments_and_the_last_assignment_wins() {
+        let doc = "# comment\nTOKEN=abc\nexport QUOTED=\"a b\" # note\nLITERAL='x\\n'\n\
+                   ESCAPED=\"l1\\nl2\\t\\\"q\\\" \\\\\"\nHASH=a#b\nEMPTY= # nothing\n\
+                   MULTI=\"one\ntwo\"\r\nCRLF=v\r\nTOKEN=def\n";
         assert_eq!(get(Format::Dotenv, doc, "TOKEN").unwrap(), "def");
         assert_eq!(get(Format::Dotenv, doc, "QUOTED").unwrap(), "a b");
-        assert_eq!(get(Format::Dotenv, doc, "LITERAL").unwrap(), "x$y");
+        assert_eq!(get(Format::Dotenv, doc, "LITERAL").unwrap(), "x\\n");
+        assert_eq!(
+            get(Format::Dotenv, doc, "ESCAPED").unwrap(),
+            "l1\nl2\t\"q\" \\"
+        );
+        assert_eq!(get(Format::Dotenv, doc, "HASH").unwrap(), "a#b");
+        assert_eq!(get(Format::Dotenv, doc, "EMPTY").unwrap(), "");
+        assert_eq!(get(Format::Dotenv, doc, "MULTI").unwrap(), "one\ntwo");
+        assert_eq!(get(Format::Dotenv, doc, "CRLF").unwrap(), "v");
         assert_eq!(
             get(Format::Dotenv, doc, "NOPE").unwrap_err(),
             ExtractError::Missing {
                 found: String::new()
             }
         );
-        let err = get(Format::Dotenv, "A=1\nB=\"hunter2\n", "A").unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn dotenv_dollar_signs_stay_literal_in_bare_double_and_single_quoted_values() {
+        let doc = "DEF=defined\nBARE=abc$DEF\nBRACED=x${DEF}y\nDOUBLE=\"p$DEF ${DEF}\"\n\
+                   SINGLE='$DEF${DEF}'\nESCAPED=\"\\$DEF\"\nUNSET=a$NOT_SET_ANYWHERE_42b\n\
+                   DEFAULT=${NOPE:-fallback}\nCOMMAND=$(id)\n";
+        for (key, want) in [
+            ("BARE", "abc$DEF"),
+            ("BRACED", "x${DEF}y"),
+            ("DOUBLE", "p$DEF ${DEF}"),
+            ("SINGLE", "$DEF${DEF}"),
+            ("ESCAPED", "$DEF"),
+            ("UNSET", "a$NOT_SET_ANYWHERE_42b"),
+            ("DEFAULT", "${NOPE:-fallback}"),
+            ("COMMAND", "$(id)"),
+        ] {
+            assert_eq!(get(Format::Dotenv, doc, key).unwrap(), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn dotenv_values_never_take_anything_from_the_reading_process_environment() {
+        // Variables every test process has: if the parser read the environment these would
+        // come out as their values (and a bare `PATH` line would take the environment's).
+        let path = std::env::var("PATH").expect("the test process has PATH");
+        assert!(!path.is_empty() && !path.contains("$PATH"));
+        let doc = "A=$PATH\nB=\"${PATH}:/x\"\nC=pre$PATH\n";
+        assert_eq!(get(Format::Dotenv, doc, "A").unwrap(), "$PATH");
+        assert_eq!(get(Format::Dotenv, doc, "B").unwrap(), "${PATH}:/x");
+        assert_eq!(get(Format::Dotenv, doc, "C").unwrap(), "pre$PATH");
+        assert!(matches!(
+            get(Format::Dotenv, "A=1\nPATH\n", "PATH").unwrap_err(),
+            ExtractError::Parse { .. }
+        ));
+        assert_eq!(
+            get(Format::Dotenv, "A=1\n", "PATH").unwrap_err(),
+            ExtractError::Missing {
+                found: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn dotenv_parse_errors_name_the_line_and_never_its_text() {
+        for (doc, want) in [
+            (
+                "A=1\nB=\"hunter2\n",
+                "line 2 opens a quote that is never closed",
+            ),
+            ("A=1\n\nhunter2 x=3\n", "line 3 is not NAME=value"),
+            ("# c\nhunter2\n", "line 2 has a name but no `=value`"),
+            (
+                "A=1\nB=\"x\"hunter2\n",
+                "line 2 has text after the closing quote",
+            ),
+        ] {
+            let err = get(Format::Dotenv, doc, "A").unwrap_err();
+            assert_eq!(
+                err,
+                ExtractError::Parse {
+                    where_: want.into()
+                },
+                "{doc:?}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

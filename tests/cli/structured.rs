@@ -64,7 +64,10 @@ fn decrypt_with_key_prints_one_value_of_a_json_yaml_or_dotenv_document() {
         format!("{{ \"app.env.age\".publicKeys = [ \"{}\" ]; }}\n", p.public),
     )
     .unwrap();
-    p.create("app.env.age", b"export TOKEN='t$1'\nOTHER=2\n");
+    p.create(
+        "app.env.age",
+        b"export TOKEN='t$1'\nOTHER=\"x$PATH${PATH}\"\n",
+    );
     for (file, args, want) in [
         ("db.yaml.age", &["--key", "db/password"][..], "hunter2"),
         (
@@ -74,6 +77,7 @@ fn decrypt_with_key_prints_one_value_of_a_json_yaml_or_dotenv_document() {
         ),
         ("api.age", &["--key", "github/n", "--format", "json"], "2"),
         ("app.env.age", &["--key", "TOKEN"], "t$1"),
+        ("app.env.age", &["--key", "OTHER"], "x$PATH${PATH}"),
     ] {
         p.cmd()
             .args(["-i", "key.txt", "-d", file])

@@ -220,9 +220,10 @@ ns_test!(
     }
 );
 
-// A JSON, a YAML and a dotenv document, several secrets from each: every value installed; a
-// template uses them; a key that is missing and a document that does not parse fail only their
-// own secret, naming file, format and key and never printing the document.
+// A JSON, a YAML and a dotenv document, several secrets from each: every value installed (a
+// dotenv `$PATH` literally, never the installer's environment); a template uses them; a key
+// that is missing and a document that does not parse fail only their own secret, naming file,
+// format and key and never printing the document.
 ns_test!(
     structured_documents_install_one_value_per_key_and_a_missing_key_fails_only_its_secret,
     |env| {
@@ -236,7 +237,7 @@ ns_test!(
         );
         let env_doc = env.encrypt(
             "app.env",
-            b"# tokens\nAPI_TOKEN=tok-1\nexport SIGNING_KEY=\"sig 2\"\n",
+            b"# tokens\nAPI_TOKEN=tok-1\nexport SIGNING_KEY=\"sig 2\"\nDB_PASS=\"a$PATH${PATH}\"\n",
         );
         let broken = env.encrypt("broken.json", br#"{"pw": "leaked-if-printed""#);
         let keyed = |name: &str, file: &Path, format: &str, key: &str| {
@@ -254,6 +255,7 @@ ns_test!(
             keyed("smtp", &yaml_doc, "yaml", "smtp"),
             keyed("api-token", &env_doc, "dotenv", "API_TOKEN"),
             keyed("signing-key", &env_doc, "dotenv", "SIGNING_KEY"),
+            keyed("db-pass", &env_doc, "dotenv", "DB_PASS"),
             keyed("missing", &yaml_doc, "yaml", "db/nope"),
             keyed("unparsable", &broken, "json", "pw"),
             env.secret("whole", &env_doc),
@@ -276,9 +278,10 @@ ns_test!(
             ("smtp", "mail-pw"),
             ("api-token", "tok-1"),
             ("signing-key", "sig 2"),
+            ("db-pass", "a$PATH${PATH}"),
             (
                 "whole",
-                "# tokens\nAPI_TOKEN=tok-1\nexport SIGNING_KEY=\"sig 2\"\n",
+                "# tokens\nAPI_TOKEN=tok-1\nexport SIGNING_KEY=\"sig 2\"\nDB_PASS=\"a$PATH${PATH}\"\n",
             ),
             ("templates/app.conf", "token=gho_1 db=hunter2: yes\n"),
         ] {
