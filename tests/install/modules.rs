@@ -218,41 +218,52 @@ pub fn broken_copy(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempD
     dir
 }
 
+/// Asserts that the evaluation holds exactly `cases`, none with a failed assertion, and that the
+/// manifest each wrote passes the installer's build-time check, except the cases in `refused`
+/// (stopped by an assertion of their own). The `.age` files of these cases do not exist: only
+/// the end-to-end tests have real ones. `unset`, the variable home paths expand from, is removed
+/// from the installer's environment: the check must not need it.
+pub fn assert_cases_pass(evaluated: &Value, cases: &[&str], refused: &[&str], unset: Option<&str>) {
+    assert_eq!(failures(evaluated), Vec::<String>::new());
+    let names: Vec<&String> = evaluated.as_object().unwrap().keys().collect();
+    assert_eq!(names, cases);
+    for (case, v) in evaluated.as_object().unwrap() {
+        if refused.contains(&case.as_str()) {
+            continue;
+        }
+        let mut check = Command::new(env!("CARGO_BIN_EXE_ragenix-install"));
+        check
+            .args(["--check", "--skip-files"])
+            .arg(v["result"]["manifest"]["path"].as_str().unwrap());
+        if let Some(var) = unset {
+            check.env_remove(var);
+        }
+        let out = check.output().unwrap();
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+    }
+}
+
 #[test]
 fn nixos_cases_hold_in_the_real_nixos_module_system() {
     let name = "nixos_cases_hold_in_the_real_nixos_module_system";
     let Some(trees) = trees(name) else { return };
     let evaluated = eval_nixos(trees, &repo().join("module.nix"), "");
-    assert_eq!(failures(&evaluated), Vec::<String>::new());
-    let cases: Vec<&String> = evaluated.as_object().unwrap().keys().collect();
-    assert_eq!(
-        cases,
-        [
-            "badCredentials",
-            "credentials",
-            "defaults",
-            "full",
-            "persistBindMounts",
-            "persistFixed",
-            "persistNeededForBoot",
-            "persistNotNeededForBoot",
-            "persistService",
-            "sshKeyPaths",
-            "structured",
-            "sysusers",
-            "userborn"
-        ]
-    );
-    // Each manifest the real evaluation wrote passes the installer's build-time check (the
-    // `.age` files of these cases do not exist: only the end-to-end tests have real ones).
-    for (case, v) in evaluated.as_object().unwrap() {
-        let out = Command::new(env!("CARGO_BIN_EXE_ragenix-install"))
-            .args(["--check", "--skip-files"])
-            .arg(v["result"]["manifest"]["path"].as_str().unwrap())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{case}: {}", stderr(&out));
-    }
+    let cases = [
+        "badCredentials",
+        "credentials",
+        "defaults",
+        "full",
+        "persistBindMounts",
+        "persistFixed",
+        "persistNeededForBoot",
+        "persistNotNeededForBoot",
+        "persistService",
+        "sshKeyPaths",
+        "structured",
+        "sysusers",
+        "userborn",
+    ];
+    assert_cases_pass(&evaluated, &cases, &[], None);
 }
 
 #[test]
@@ -260,20 +271,12 @@ fn home_manager_cases_hold_in_home_managers_module_system() {
     let name = "home_manager_cases_hold_in_home_managers_module_system";
     let Some(trees) = trees(name) else { return };
     let evaluated = eval_home(trees, &repo().join("hm-module.nix"), "");
-    assert_eq!(failures(&evaluated), Vec::<String>::new());
-    assert_eq!(
-        evaluated.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["defaults", "full"]
+    assert_cases_pass(
+        &evaluated,
+        &["defaults", "full"],
+        &[],
+        Some("XDG_RUNTIME_DIR"),
     );
-    for (case, v) in evaluated.as_object().unwrap() {
-        let out = Command::new(env!("CARGO_BIN_EXE_ragenix-install"))
-            .args(["--check", "--skip-files"])
-            .arg(v["result"]["manifest"]["path"].as_str().unwrap())
-            .env_remove("XDG_RUNTIME_DIR")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{case}: {}", stderr(&out));
-    }
 }
 
 #[test]
