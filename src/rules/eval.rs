@@ -45,6 +45,8 @@ pub(crate) struct Evaluator {
     store_paths: HashMap<PathBuf, String>,
     /// What may be read; every file and environment access goes through it.
     pub sandbox: Sandbox,
+    /// Told when each file has been parsed and lowered (the benchmark counts bytes per phase).
+    pub phase: fn(&'static str),
 }
 
 impl Evaluator {
@@ -61,6 +63,7 @@ impl Evaluator {
             globals: FxHashMap::default(),
             store_paths: HashMap::new(),
             sandbox,
+            phase: |_| {},
         };
         let (names, slots) = builtins::globals(&mut ev);
         ev.globals = names;
@@ -534,14 +537,10 @@ impl Evaluator {
             Value::Prim(p) => {
                 let mut args = p.args.clone();
                 args.push(arg);
-                if args.len() < p.arity {
-                    return Ok(Value::Prim(Rc::new(PrimApp {
-                        name: p.name,
-                        arity: p.arity,
-                        args,
-                    })));
+                if args.len() < p.prim.arity {
+                    return Ok(Value::Prim(Rc::new(PrimApp { prim: p.prim, args })));
                 }
-                builtins::call(self, p.name, &args, pos)
+                (p.prim.fun)(self, &args, pos)
             }
             Value::Attrs(a) if a.contains_key("__functor") => {
                 let functor = self.force(a["__functor"].value, pos)?;
@@ -981,15 +980,19 @@ impl Evaluator {
             return Err(super::syntax::error(id, &text, err));
         }
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let root = parse.tree();
+        (self.phase)("parse");
         let mut lowerer = Lowerer::new(id, &dir, self.globals.clone(), self.home.as_deref());
         let expr = lowerer.lower(
-            Some(rnix::ast::Expr::Root(root)),
+            Some(rnix::ast::Expr::Root(parse.tree())),
             Pos {
                 file: id,
                 offset: 0,
             },
-        )?;
+        );
+        // The syntax tree is not needed once lowered.
+        drop(parse);
+        let expr = expr?;
+        (self.phase)("lower");
         Ok(self.alloc(ThunkState::Expr(expr, self.base_env)))
     }
 
@@ -1160,31 +1163,7 @@ mod tests {
     use serde_json::json;
 
     use crate::rules::evaluate_source;
-
-    #[track_caller]
-    fn check_eval(src: &str, expected: serde_json::Value) {
-        let dir = std::env::temp_dir();
-        match evaluate_source(src, &dir) {
-            Ok(v) => assert_eq!(v, expected, "{src}"),
-            Err(e) => panic!("{src}: {e}"),
-        }
-    }
-
-    #[track_caller]
-    fn check_err(src: &str, expected: &str) -> String {
-        let dir = std::env::temp_dir();
-        match evaluate_source(src, &dir) {
-            Ok(v) => panic!("{src}: evaluated to {v}"),
-            Err(e) => {
-                let msg = e.to_string();
-                assert!(
-                    msg.contains(expected),
-                    "{src}: wanted {expected:?} in:\n{msg}"
-                );
-                msg
-            }
-        }
-    }
+    use crate::rules::testing::{check_err, check_eval};
 
     #[test]
     fn unused_failing_bindings_are_never_evaluated() {

@@ -15,6 +15,8 @@ mod recipient;
 mod sandbox;
 mod store;
 mod syntax;
+#[cfg(test)]
+mod testing;
 mod validate;
 mod value;
 
@@ -184,6 +186,45 @@ pub fn evaluate_source(text: &str, dir: &Path) -> Result<Json, RulesError> {
             unsupported: e.kind == diag::ErrorKind::Unsupported,
             message: ev.render(&e),
         })
+    })
+    .map_err(|f| RulesError::new(f.message))
+}
+
+/// `--dump-rules` on `file` with our evaluator only, output discarded, calling `mark` after
+/// each phase (parse and lower of each file, evaluation, output) so that the benchmark can
+/// count the bytes each one allocates. Not for other uses.
+#[doc(hidden)]
+pub fn evaluate_phases(file: &Path, mark: fn(&'static str)) -> Result<(), RulesError> {
+    let (abs, sandbox) = locate(file, false).map_err(|f| RulesError::new(f.message))?;
+    let owned = file.to_path_buf();
+    run_on_big_stack(move || {
+        let text = std::fs::read_to_string(&owned).map_err(|e| Failure {
+            unsupported: false,
+            message: e.to_string(),
+        })?;
+        mark("read");
+        let shown = owned.display().to_string();
+        let mut ev = eval::Evaluator::new(&shown, sandbox);
+        ev.phase = mark;
+        mark("builtins");
+        let (strict, _) = ev
+            .load_source(shown, abs, std::rc::Rc::from(text))
+            .and_then(|t| finish(&mut ev, t))
+            .map_err(|e| Failure {
+                unsupported: false,
+                message: ev.render(&e),
+            })?;
+        mark("evaluate");
+        let json = strict.to_json();
+        mark("to json");
+        serde_json::to_writer_pretty(std::io::sink(), &json).map_err(|e| Failure {
+            unsupported: false,
+            message: e.to_string(),
+        })?;
+        mark("output");
+        drop((json, strict, ev));
+        mark("freed");
+        Ok(())
     })
     .map_err(|f| RulesError::new(f.message))
 }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use serde_json::Value as Json;
 
+use super::builtins::Builtin;
 use super::diag::Pos;
 use super::lower::{ExprRef, LambdaDef};
 
@@ -42,9 +43,44 @@ pub(crate) type Attrs = BTreeMap<Rc<str>, Attr>;
 /// A built-in function, possibly partially applied.
 #[derive(Debug)]
 pub(crate) struct PrimApp {
-    pub name: &'static str,
-    pub arity: usize,
+    pub prim: &'static Builtin,
     pub args: Vec<ThunkId>,
+}
+
+/// Builds an attribute set whose attributes carry no position of their own, as builtins make
+/// them; the one way builtins create sets, so that the set's representation stays here.
+#[derive(Default)]
+pub(crate) struct AttrsBuilder {
+    attrs: Attrs,
+}
+
+impl AttrsBuilder {
+    pub fn new() -> Self {
+        AttrsBuilder::default()
+    }
+
+    /// Sets `name`; a later value for the same name replaces an earlier one.
+    pub fn insert(&mut self, name: impl Into<Rc<str>>, value: ThunkId) {
+        self.insert_attr(name, Attr { value, pos: None });
+    }
+
+    /// Sets `name` to an attribute that keeps where it was defined.
+    pub fn insert_attr(&mut self, name: impl Into<Rc<str>>, attr: Attr) {
+        self.attrs.insert(name.into(), attr);
+    }
+
+    /// Sets `name` unless it is already set (the first definition wins).
+    pub fn insert_first(&mut self, name: impl Into<Rc<str>>, attr: Attr) {
+        self.attrs.entry(name.into()).or_insert(attr);
+    }
+
+    pub fn into_attrs(self) -> Attrs {
+        self.attrs
+    }
+
+    pub fn build(self) -> Value {
+        Value::Attrs(Rc::new(self.attrs))
+    }
 }
 
 #[derive(Debug)]
