@@ -197,10 +197,9 @@ pub fn run(args: &Args) -> Result<()> {
         return out.flush().map_err(Into::into);
     }
     if args.dump_rules {
-        let json = rules::evaluate(&args.rules, &load_options(args))?;
+        let json = rules::dump(&args.rules, &load_options(args))?;
         let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &json)?;
-        writeln!(out)?;
+        out.write_all(&json)?;
         return out.flush().map_err(Into::into);
     }
     let rules = load_rules(args)?;

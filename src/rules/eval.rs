@@ -15,8 +15,8 @@ use super::diag::{EvalError, Pos, Sources};
 use super::lower::{canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Param, Part};
 use super::sandbox::{Denied, Sandbox};
 use super::value::{
-    format_float_json, format_float_to_string, Attr, Attrs, EnvData, EnvId, PrimApp, Strict,
-    ThunkId, ThunkState, Value,
+    format_float_json, format_float_to_string, Attr, Attrs, AttrsBuilder, EnvData, EnvId, PrimApp,
+    Strict, ThunkId, ThunkState, Value,
 };
 
 /// How deep evaluation may nest before we report it instead of overflowing the stack. The
@@ -360,20 +360,11 @@ impl Evaluator {
                     .path
                     .to_string_lossy()
                     .into_owned();
-                let mut attrs = Attrs::new();
-                let f = self.done(Value::str(&file));
-                let l = self.done(Value::Int(line as i64));
-                let c = self.done(Value::Int(column as i64));
-                for (k, v) in [("file", f), ("line", l), ("column", c)] {
-                    attrs.insert(
-                        Rc::from(k),
-                        Attr {
-                            value: v,
-                            pos: None,
-                        },
-                    );
-                }
-                Ok(Value::Attrs(Rc::new(attrs)))
+                let mut set = AttrsBuilder::new();
+                set.insert("file", self.done(Value::str(&file)));
+                set.insert("line", self.done(Value::Int(line as i64)));
+                set.insert("column", self.done(Value::Int(column as i64)));
+                Ok(set.build())
             }
         }
     }

@@ -115,6 +115,25 @@ pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
     evaluate_then(file, opts, |_, strict, _| Ok(strict.to_json()), Ok)
 }
 
+/// The text `--dump-rules` prints for `file`: what [`evaluate`] returns, as indented JSON and a
+/// newline. Written straight from the evaluated value (no `serde_json::Value` is built for our
+/// evaluator's result) into one buffer, for the caller to write in one go.
+pub fn dump(file: &Path, opts: &LoadOptions) -> Result<Vec<u8>, RulesError> {
+    fn pretty(value: &impl serde::Serialize) -> Result<Vec<u8>, RulesError> {
+        let mut out = Vec::new();
+        serde_json::to_writer_pretty(&mut out, value)
+            .map_err(|e| RulesError::new(format!("cannot write the rules as JSON: {e}")))?;
+        out.push(b'\n');
+        Ok(out)
+    }
+    evaluate_then(
+        file,
+        opts,
+        |_, strict, _| pretty(&strict),
+        |json| pretty(&json),
+    )
+}
+
 /// Evaluates `file` and hands the result to `own` (on the evaluation thread, where our
 /// evaluator's values live) or, after a fallback to `nix-instantiate`, its JSON to `fallback`.
 fn evaluate_then<T: Send + 'static>(
@@ -215,14 +234,13 @@ pub fn evaluate_phases(file: &Path, mark: fn(&'static str)) -> Result<(), RulesE
                 message: ev.render(&e),
             })?;
         mark("evaluate");
-        let json = strict.to_json();
-        mark("to json");
-        serde_json::to_writer_pretty(std::io::sink(), &json).map_err(|e| Failure {
+        let mut out = Vec::new();
+        serde_json::to_writer_pretty(&mut out, &strict).map_err(|e| Failure {
             unsupported: false,
             message: e.to_string(),
         })?;
         mark("output");
-        drop((json, strict, ev));
+        drop((out, strict, ev));
         mark("freed");
         Ok(())
     })

@@ -208,6 +208,34 @@ impl Strict {
     }
 }
 
+/// Serialised as the JSON it stands for, so that output is written straight from the evaluated
+/// value without building a `serde_json::Value` copy of it.
+impl serde::Serialize for Strict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Strict::Null => s.serialize_unit(),
+            Strict::Bool(b) => s.serialize_bool(*b),
+            Strict::Num(n) => n.serialize(s),
+            Strict::Str(text) => s.serialize_str(text),
+            Strict::List(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Strict::Attrs(attrs) => {
+                let mut map = s.serialize_map(Some(attrs.len()))?;
+                for (k, v) in attrs {
+                    map.serialize_entry(&**k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
 /// Formats a float as C++ iostreams do by default (`%g`, 6 significant digits), which is how
 /// Nix writes floats in JSON.
 pub(crate) fn format_float_json(f: f64) -> String {
