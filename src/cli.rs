@@ -197,10 +197,7 @@ pub fn run(args: &Args) -> Result<()> {
         return out.flush().map_err(Into::into);
     }
     if args.dump_rules {
-        let json = rules::dump(&args.rules, &load_options(args))?;
-        let mut out = io::stdout().lock();
-        out.write_all(&json)?;
-        return out.flush().map_err(Into::into);
+        return rules::dump(&args.rules, &load_options(args), &mut io::stdout());
     }
     let rules = load_rules(args)?;
     if let Some(file) = &args.edit {

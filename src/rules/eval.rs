@@ -12,7 +12,9 @@ use serde_json::Value as Json;
 
 use super::builtins;
 use super::diag::{EvalError, Pos, Sources};
-use super::lower::{canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Param, Part};
+use super::lower::{
+    canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Names, Param, Part,
+};
 use super::sandbox::{Denied, Sandbox};
 use super::value::{
     format_float_json, format_float_to_string, Attr, Attrs, AttrsBuilder, EnvData, EnvId, PrimApp,
@@ -41,6 +43,8 @@ pub(crate) struct Evaluator {
     root_shown: String,
     /// Names of the base scope (builtins) and their slots.
     globals: FxHashMap<Rc<str>, u32>,
+    /// Names met while lowering, shared by every file.
+    names: Names,
     /// Store paths already computed, by source path.
     store_paths: HashMap<PathBuf, String>,
     /// What may be read; every file and environment access goes through it.
@@ -62,6 +66,7 @@ impl Evaluator {
             root_shown: root_shown.to_owned(),
             globals: FxHashMap::default(),
             store_paths: HashMap::new(),
+            names: Names::default(),
             sandbox,
             phase: |_| {},
         };
@@ -972,7 +977,13 @@ impl Evaluator {
         }
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         (self.phase)("parse");
-        let mut lowerer = Lowerer::new(id, &dir, self.globals.clone(), self.home.as_deref());
+        let mut lowerer = Lowerer::new(
+            id,
+            &dir,
+            self.globals.clone(),
+            self.home.as_deref(),
+            &mut self.names,
+        );
         let expr = lowerer.lower(
             Some(rnix::ast::Expr::Root(parse.tree())),
             Pos {

@@ -27,6 +27,7 @@ use sandbox::Sandbox;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value as Json;
@@ -115,43 +116,60 @@ pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
     evaluate_then(file, opts, |_, strict, _| Ok(strict.to_json()), Ok)
 }
 
-/// The text `--dump-rules` prints for `file`: what [`evaluate`] returns, as indented JSON and a
-/// newline. Written straight from the evaluated value (no `serde_json::Value` is built for our
-/// evaluator's result) into one buffer, for the caller to write in one go.
-pub fn dump(file: &Path, opts: &LoadOptions) -> Result<Vec<u8>, RulesError> {
-    fn pretty(value: &impl serde::Serialize) -> Result<Vec<u8>, RulesError> {
-        let mut out = Vec::new();
-        serde_json::to_writer_pretty(&mut out, value)
-            .map_err(|e| RulesError::new(format!("cannot write the rules as JSON: {e}")))?;
-        out.push(b'\n');
-        Ok(out)
-    }
-    evaluate_then(
-        file,
-        opts,
-        |_, strict, _| pretty(&strict),
-        |json| pretty(&json),
-    )
+/// Writes what `--dump-rules` prints for `file` to `out`: what [`evaluate`] returns, as
+/// indented JSON and a newline, through one buffer. Our evaluator's result is written straight
+/// from the evaluated value, with no `serde_json::Value` copy of it. A failure to write is the
+/// `io::Error` itself (so that a caller can tell a closed pipe), an unusable rules file a
+/// [`RulesError`].
+pub fn dump(file: &Path, opts: &LoadOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let json = match evaluate_with(file, opts, |_, strict, _| Ok(write_pretty(out, &strict)))? {
+        Evaluated::Own(written) => return written.map_err(Into::into),
+        Evaluated::Nix(json) => json,
+    };
+    write_pretty(out, &json).map_err(Into::into)
+}
+
+fn write_pretty(out: &mut dyn Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut buffered = std::io::BufWriter::with_capacity(64 << 10, out);
+    serde_json::to_writer_pretty(&mut buffered, value)?;
+    buffered.write_all(b"\n")?;
+    buffered.flush()
 }
 
 /// Evaluates `file` and hands the result to `own` (on the evaluation thread, where our
 /// evaluator's values live) or, after a fallback to `nix-instantiate`, its JSON to `fallback`.
-fn evaluate_then<T: Send + 'static>(
+fn evaluate_then<T: Send>(
     file: &Path,
     opts: &LoadOptions,
-    own: fn(&Path, Strict, Locations) -> Result<T, RulesError>,
+    own: impl FnOnce(&Path, Strict, Locations) -> Result<T, RulesError> + Send,
     fallback: impl FnOnce(Json) -> Result<T, RulesError>,
 ) -> Result<T, RulesError> {
+    match evaluate_with(file, opts, own)? {
+        Evaluated::Own(result) => Ok(result),
+        Evaluated::Nix(json) => fallback(json),
+    }
+}
+
+/// What evaluating a rules file gave: `own`'s result from our evaluator's value, or the JSON
+/// of `nix-instantiate` when ours does not support the file.
+enum Evaluated<T> {
+    Own(T),
+    Nix(Json),
+}
+
+fn evaluate_with<T: Send>(
+    file: &Path,
+    opts: &LoadOptions,
+    own: impl FnOnce(&Path, Strict, Locations) -> Result<T, RulesError> + Send,
+) -> Result<Evaluated<T>, RulesError> {
     let (abs, sandbox) = locate(file, opts.impure).map_err(|f| RulesError::new(f.message))?;
-    let owned = file.to_path_buf();
     let for_eval = sandbox.clone();
-    let outcome =
-        run_on_big_stack(move || own_evaluation(&owned, abs, for_eval, |s, l| own(&owned, s, l)));
+    let outcome = run_on_big_stack(|| own_evaluation(file, abs, for_eval, |s, l| own(file, s, l)));
     match outcome {
-        Ok(result) => result,
-        Err(failure) if failure.unsupported && nix_fallback::available() => fallback(
+        Ok(result) => result.map(Evaluated::Own),
+        Err(failure) if failure.unsupported && nix_fallback::available() => Ok(Evaluated::Nix(
             nix_fallback::evaluate(file, &sandbox, &failure.message, opts)?,
-        ),
+        )),
         Err(failure) => Err(RulesError::new(failure.message)),
     }
 }
@@ -234,13 +252,12 @@ pub fn evaluate_phases(file: &Path, mark: fn(&'static str)) -> Result<(), RulesE
                 message: ev.render(&e),
             })?;
         mark("evaluate");
-        let mut out = Vec::new();
-        serde_json::to_writer_pretty(&mut out, &strict).map_err(|e| Failure {
+        write_pretty(&mut std::io::sink(), &strict).map_err(|e| Failure {
             unsupported: false,
             message: e.to_string(),
         })?;
         mark("output");
-        drop((out, strict, ev));
+        drop((strict, ev));
         mark("freed");
         Ok(())
     })
@@ -290,25 +307,25 @@ fn finish(
 
 /// Runs `f` on a thread whose stack fits the evaluator's depth limit, so that deep input ends
 /// in a clean error rather than a stack overflow.
-fn run_on_big_stack<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
-) -> Result<T, Failure> {
-    let spawned = std::thread::Builder::new()
-        .name("rules-eval".to_owned())
-        .stack_size(eval::STACK_SIZE)
-        .spawn(f);
-    match spawned {
-        Ok(handle) => handle.join().unwrap_or_else(|_| {
-            Err(Failure {
+fn run_on_big_stack<T: Send>(f: impl FnOnce() -> Result<T, Failure> + Send) -> Result<T, Failure> {
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("rules-eval".to_owned())
+            .stack_size(eval::STACK_SIZE)
+            .spawn_scoped(scope, f);
+        match spawned {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err(Failure {
+                    unsupported: false,
+                    message: "internal error: the rules evaluator panicked".to_owned(),
+                })
+            }),
+            Err(e) => Err(Failure {
                 unsupported: false,
-                message: "internal error: the rules evaluator panicked".to_owned(),
-            })
-        }),
-        Err(e) => Err(Failure {
-            unsupported: false,
-            message: format!("cannot start the rules evaluator: {e}"),
-        }),
-    }
+                message: format!("cannot start the rules evaluator: {e}"),
+            }),
+        }
+    })
 }
 
 impl Rules {
@@ -380,6 +397,51 @@ fn absolute_normalized(file: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules_repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(
+            dir.path().join("secrets.nix"),
+            "let k = [ \"age1x\" ]; in { \"b.age\".publicKeys = k; \"a.age\" = { publicKeys = k ++ [ \"\\\"q\" ]; armor = true; n = 1.5; }; }",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn dump_writes_what_evaluate_returns_as_indented_json_and_a_newline() {
+        let dir = rules_repo();
+        let file = dir.path().join("secrets.nix");
+        let opts = LoadOptions::default();
+        let mut out = Vec::new();
+        dump(&file, &opts, &mut out).unwrap();
+        let json = evaluate(&file, &opts).unwrap();
+        let expected = serde_json::to_string_pretty(&json).unwrap() + "\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_dump_that_cannot_be_written_fails_with_the_io_error() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = rules_repo();
+        let err = dump(
+            &dir.path().join("secrets.nix"),
+            &LoadOptions::default(),
+            &mut Closed,
+        )
+        .unwrap_err();
+        let io = err.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::BrokenPipe);
+    }
 
     #[test]
     fn normalising_keeps_every_leading_parent_component() {
