@@ -22,12 +22,12 @@ pub(crate) enum Expr {
     /// A path with interpolations: parts concatenated, then resolved against `dir`.
     PathInterp {
         dir: Rc<Path>,
-        parts: Vec<Part>,
+        parts: Box<[Part]>,
         pos: Pos,
     },
     /// `<nixpkgs>`: needs NIX_PATH, which we do not have.
     Search(Rc<str>, Pos),
-    Interp(Vec<Part>, Pos),
+    Interp(Box<[Part]>, Pos),
     Var {
         depth: u32,
         slot: u32,
@@ -36,13 +36,13 @@ pub(crate) enum Expr {
     WithVar(Rc<str>, Pos),
     Select {
         expr: ExprRef,
-        path: Vec<AttrKey>,
+        path: Box<[AttrKey]>,
         default: Option<ExprRef>,
         pos: Pos,
     },
     HasAttr {
         expr: ExprRef,
-        path: Vec<AttrKey>,
+        path: Box<[AttrKey]>,
     },
     Attrs(Rc<AttrsDef>),
     Let(Rc<AttrsDef>, ExprRef),
@@ -94,8 +94,8 @@ pub(crate) enum AttrKey {
 #[derive(Debug)]
 pub(crate) struct AttrsDef {
     pub rec: bool,
-    pub statics: Vec<Binding>,
-    pub dynamics: Vec<DynBinding>,
+    pub statics: Box<[Binding]>,
+    pub dynamics: Box<[DynBinding]>,
 }
 
 #[derive(Debug)]
@@ -279,7 +279,7 @@ impl<'a> Lowerer<'a> {
                 };
                 Expr::Select {
                     expr,
-                    path,
+                    path: path.into(),
                     default,
                     pos,
                 }
@@ -287,7 +287,10 @@ impl<'a> Lowerer<'a> {
             ast::Expr::HasAttr(h) => {
                 let expr = self.lower(h.expr(), pos)?;
                 let path = self.lower_attrpath(h.attrpath(), pos)?;
-                Expr::HasAttr { expr, path }
+                Expr::HasAttr {
+                    expr,
+                    path: path.into(),
+                }
             }
             ast::Expr::Apply(a) => {
                 let f = self.lower(a.lambda(), pos)?;
@@ -429,7 +432,7 @@ impl<'a> Lowerer<'a> {
         Ok(match parts.as_slice() {
             [] => Expr::Str(Rc::from("")),
             [Part::Lit(text)] => Expr::Str(text.clone()),
-            _ => Expr::Interp(parts, pos),
+            _ => Expr::Interp(parts.into(), pos),
         })
     }
 
@@ -453,7 +456,7 @@ impl<'a> Lowerer<'a> {
         }
         Ok(Expr::PathInterp {
             dir: self.dir.clone(),
-            parts,
+            parts: parts.into(),
             pos,
         })
     }
@@ -751,7 +754,7 @@ impl<'a> Lowerer<'a> {
                     let expr = self.lower(Some(from), pos)?;
                     let select = Expr::Select {
                         expr,
-                        path: vec![AttrKey::Static(name.clone())],
+                        path: Box::new([AttrKey::Static(name.clone())]),
                         default: None,
                         pos,
                     };
@@ -779,8 +782,8 @@ impl<'a> Lowerer<'a> {
         }
         Ok(AttrsDef {
             rec,
-            statics,
-            dynamics,
+            statics: statics.into(),
+            dynamics: dynamics.into(),
         })
     }
 }
