@@ -117,23 +117,89 @@ pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
 }
 
 /// Writes what `--dump-rules` prints for `file` to `out`: what [`evaluate`] returns, as
-/// indented JSON and a newline, through one buffer. Our evaluator's result is written straight
-/// from the evaluated value, with no `serde_json::Value` copy of it. A failure to write is the
-/// `io::Error` itself (so that a caller can tell a closed pipe), an unusable rules file a
-/// [`RulesError`].
-pub fn dump(file: &Path, opts: &LoadOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let json = match evaluate_with(file, opts, |_, strict, _| Ok(write_pretty(out, &strict)))? {
-        Evaluated::Own(written) => return written.map_err(Into::into),
-        Evaluated::Nix(json) => json,
+/// indented JSON and a newline. Our evaluator's result is serialised straight from the
+/// evaluated value (no `serde_json::Value` copy of it) on the evaluation thread, in chunks that
+/// this thread writes to `out` as they come, so neither the whole text nor a copy of the value
+/// is ever held. A failure to write is the `io::Error` itself (so that a caller can tell a
+/// closed pipe), an unusable rules file a [`RulesError`].
+pub fn dump(file: &Path, opts: &LoadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (abs, sandbox) = locate(file, opts.impure).map_err(|f| RulesError::new(f.message))?;
+    let (chunks, received) = std::sync::mpsc::sync_channel(2);
+    let for_eval = sandbox.clone();
+    let mut write_error = None;
+    let outcome = run_on_big_stack_while(
+        || {
+            own_evaluation(file, abs, for_eval, |strict, _| {
+                let mut sink = Chunks {
+                    to: chunks,
+                    buf: Vec::with_capacity(Chunks::SIZE),
+                };
+                write_pretty(&mut sink, &strict)
+            })
+        },
+        || {
+            for chunk in received {
+                if let Err(e) = out.write_all(&chunk) {
+                    // Dropping the receiver stops the serialisation at its next chunk.
+                    write_error = Some(e);
+                    break;
+                }
+            }
+        },
+    );
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    let json = match outcome {
+        Ok(written) => return written.map_err(Into::into),
+        Err(failure) if failure.unsupported && nix_fallback::available() => {
+            nix_fallback::evaluate(file, &sandbox, &failure.message, opts)?
+        }
+        Err(failure) => return Err(RulesError::new(failure.message).into()),
     };
-    write_pretty(out, &json).map_err(Into::into)
+    let mut buffered = std::io::BufWriter::with_capacity(Chunks::SIZE, out);
+    write_pretty(&mut buffered, &json)?;
+    Ok(())
 }
 
 fn write_pretty(out: &mut dyn Write, value: &impl serde::Serialize) -> std::io::Result<()> {
-    let mut buffered = std::io::BufWriter::with_capacity(64 << 10, out);
-    serde_json::to_writer_pretty(&mut buffered, value)?;
-    buffered.write_all(b"\n")?;
-    buffered.flush()
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Output made on the evaluation thread, handed in chunks to the thread that writes it.
+struct Chunks {
+    to: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Chunks {
+    const SIZE: usize = 64 << 10;
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::SIZE));
+        self.to.send(full).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the output was closed")
+        })
+    }
+}
+
+impl Write for Chunks {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::SIZE {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
 }
 
 /// Evaluates `file` and hands the result to `own` (on the evaluation thread, where our
@@ -308,18 +374,29 @@ fn finish(
 /// Runs `f` on a thread whose stack fits the evaluator's depth limit, so that deep input ends
 /// in a clean error rather than a stack overflow.
 fn run_on_big_stack<T: Send>(f: impl FnOnce() -> Result<T, Failure> + Send) -> Result<T, Failure> {
+    run_on_big_stack_while(f, || {})
+}
+
+/// [`run_on_big_stack`], running `meanwhile` on this thread while `f` runs.
+fn run_on_big_stack_while<T: Send>(
+    f: impl FnOnce() -> Result<T, Failure> + Send,
+    meanwhile: impl FnOnce(),
+) -> Result<T, Failure> {
     std::thread::scope(|scope| {
         let spawned = std::thread::Builder::new()
             .name("rules-eval".to_owned())
             .stack_size(eval::STACK_SIZE)
             .spawn_scoped(scope, f);
         match spawned {
-            Ok(handle) => handle.join().unwrap_or_else(|_| {
-                Err(Failure {
-                    unsupported: false,
-                    message: "internal error: the rules evaluator panicked".to_owned(),
+            Ok(handle) => {
+                meanwhile();
+                handle.join().unwrap_or_else(|_| {
+                    Err(Failure {
+                        unsupported: false,
+                        message: "internal error: the rules evaluator panicked".to_owned(),
+                    })
                 })
-            }),
+            }
             Err(e) => Err(Failure {
                 unsupported: false,
                 message: format!("cannot start the rules evaluator: {e}"),
@@ -419,6 +496,43 @@ mod tests {
         let json = evaluate(&file, &opts).unwrap();
         let expected = serde_json::to_string_pretty(&json).unwrap() + "\n";
         assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_dump_of_many_chunks_arrives_whole_and_a_writer_closed_midway_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let file = dir.path().join("secrets.nix");
+        std::fs::write(
+            &file,
+            "builtins.listToAttrs (builtins.genList (i: { name = \"s${toString i}.age\"; \
+             value.publicKeys = [ \"age1${toString i}\" ]; }) 5000)",
+        )
+        .unwrap();
+        let opts = LoadOptions::default();
+        let mut whole = Vec::new();
+        dump(&file, &opts, &mut whole).unwrap();
+        assert!(whole.len() > 4 * Chunks::SIZE, "{} bytes", whole.len());
+        let expected = serde_json::to_string_pretty(&evaluate(&file, &opts).unwrap()).unwrap();
+        assert!(whole == (expected + "\n").into_bytes());
+
+        /// Takes one chunk, then is closed.
+        struct ClosesAfterOne(usize);
+        impl Write for ClosesAfterOne {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                self.0 += 1;
+                if self.0 > 1 {
+                    return Err(std::io::ErrorKind::BrokenPipe.into());
+                }
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = dump(&file, &opts, &mut ClosesAfterOne(0)).unwrap_err();
+        let io = err.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::BrokenPipe);
     }
 
     #[test]
