@@ -1,6 +1,6 @@
 //! The evaluator: lazy, memoised evaluation of lowered expressions with Nix's semantics, file
 //! loading and `import`, and the strict conversion to JSON that `nix-instantiate --eval --strict
-//! --json` performs. Builtins live in `builtins.rs`; parsing and scoping in `lower.rs`.
+//! --json` performs. Builtins live in `builtins/`, one table; parsing and scoping in `lower.rs`.
 
 use std::collections::HashMap;
 
