@@ -183,7 +183,14 @@ pub fn run(args: &Args, action: Action) -> Result<()> {
             out.flush().map_err(Into::into)
         }
         Action::Schema => output::json(&crate::schema::rules_schema()),
-        Action::DumpRules => output::json(&rules::evaluate(&args.rules, &load_options(args))?),
+        Action::DumpRules => {
+            // Written in 64 KiB chunks as it is serialised: no second buffer.
+            rules::dump(
+                &args.rules,
+                &load_options(args),
+                &mut std::io::stdout().lock(),
+            )
+        }
         Action::Edit { file, editor } => {
             let rules = load_rules(args)?;
             let secret = find_rule(&rules, &file)?;

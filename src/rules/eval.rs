@@ -1,6 +1,6 @@
 //! The evaluator: lazy, memoised evaluation of lowered expressions with Nix's semantics, file
 //! loading and `import`, and the strict conversion to JSON that `nix-instantiate --eval --strict
-//! --json` performs. Builtins live in `builtins.rs`; parsing and scoping in `lower.rs`.
+//! --json` performs. Builtins live in `builtins/`, one table; parsing and scoping in `lower.rs`.
 
 use std::collections::HashMap;
 
@@ -12,11 +12,13 @@ use serde_json::Value as Json;
 
 use super::builtins;
 use super::diag::{EvalError, Pos, Sources};
-use super::lower::{canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Param, Part};
+use super::lower::{
+    canon_path, AttrKey, AttrsDef, BinOp, Expr, ExprRef, Lowerer, Names, Param, Part,
+};
 use super::sandbox::{Denied, Sandbox};
 use super::value::{
-    format_float_json, format_float_to_string, Attr, Attrs, EnvData, EnvId, PrimApp, Strict,
-    ThunkId, ThunkState, Value,
+    format_float_json, format_float_to_string, Attr, Attrs, AttrsBuilder, EnvData, EnvId, PrimApp,
+    Strict, ThunkId, ThunkState, Value,
 };
 
 /// How deep evaluation may nest before we report it instead of overflowing the stack. The
@@ -41,10 +43,14 @@ pub(crate) struct Evaluator {
     root_shown: String,
     /// Names of the base scope (builtins) and their slots.
     globals: FxHashMap<Rc<str>, u32>,
+    /// Names met while lowering, shared by every file.
+    names: Names,
     /// Store paths already computed, by source path.
     store_paths: HashMap<PathBuf, String>,
     /// What may be read; every file and environment access goes through it.
     pub sandbox: Sandbox,
+    /// Told when each file has been parsed and lowered (the benchmark counts bytes per phase).
+    pub phase: fn(&'static str),
 }
 
 impl Evaluator {
@@ -60,7 +66,9 @@ impl Evaluator {
             root_shown: root_shown.to_owned(),
             globals: FxHashMap::default(),
             store_paths: HashMap::new(),
+            names: Names::default(),
             sandbox,
+            phase: |_| {},
         };
         let (names, slots) = builtins::globals(&mut ev);
         ev.globals = names;
@@ -357,20 +365,11 @@ impl Evaluator {
                     .path
                     .to_string_lossy()
                     .into_owned();
-                let mut attrs = Attrs::new();
-                let f = self.done(Value::str(&file));
-                let l = self.done(Value::Int(line as i64));
-                let c = self.done(Value::Int(column as i64));
-                for (k, v) in [("file", f), ("line", l), ("column", c)] {
-                    attrs.insert(
-                        Rc::from(k),
-                        Attr {
-                            value: v,
-                            pos: None,
-                        },
-                    );
-                }
-                Ok(Value::Attrs(Rc::new(attrs)))
+                let mut set = AttrsBuilder::new();
+                set.insert("file", self.done(Value::str(&file)));
+                set.insert("line", self.done(Value::Int(line as i64)));
+                set.insert("column", self.done(Value::Int(column as i64)));
+                Ok(set.build())
             }
         }
     }
@@ -534,14 +533,10 @@ impl Evaluator {
             Value::Prim(p) => {
                 let mut args = p.args.clone();
                 args.push(arg);
-                if args.len() < p.arity {
-                    return Ok(Value::Prim(Rc::new(PrimApp {
-                        name: p.name,
-                        arity: p.arity,
-                        args,
-                    })));
+                if args.len() < p.prim.arity {
+                    return Ok(Value::Prim(Rc::new(PrimApp { prim: p.prim, args })));
                 }
-                builtins::call(self, p.name, &args, pos)
+                (p.prim.fun)(self, &args, pos)
             }
             Value::Attrs(a) if a.contains_key("__functor") => {
                 let functor = self.force(a["__functor"].value, pos)?;
@@ -981,15 +976,25 @@ impl Evaluator {
             return Err(super::syntax::error(id, &text, err));
         }
         let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let root = parse.tree();
-        let mut lowerer = Lowerer::new(id, &dir, self.globals.clone(), self.home.as_deref());
+        (self.phase)("parse");
+        let mut lowerer = Lowerer::new(
+            id,
+            &dir,
+            self.globals.clone(),
+            self.home.as_deref(),
+            &mut self.names,
+        );
         let expr = lowerer.lower(
-            Some(rnix::ast::Expr::Root(root)),
+            Some(rnix::ast::Expr::Root(parse.tree())),
             Pos {
                 file: id,
                 offset: 0,
             },
-        )?;
+        );
+        // The syntax tree is not needed once lowered.
+        drop(parse);
+        let expr = expr?;
+        (self.phase)("lower");
         Ok(self.alloc(ThunkState::Expr(expr, self.base_env)))
     }
 
@@ -1160,31 +1165,7 @@ mod tests {
     use serde_json::json;
 
     use crate::rules::evaluate_source;
-
-    #[track_caller]
-    fn check_eval(src: &str, expected: serde_json::Value) {
-        let dir = std::env::temp_dir();
-        match evaluate_source(src, &dir) {
-            Ok(v) => assert_eq!(v, expected, "{src}"),
-            Err(e) => panic!("{src}: {e}"),
-        }
-    }
-
-    #[track_caller]
-    fn check_err(src: &str, expected: &str) -> String {
-        let dir = std::env::temp_dir();
-        match evaluate_source(src, &dir) {
-            Ok(v) => panic!("{src}: evaluated to {v}"),
-            Err(e) => {
-                let msg = e.to_string();
-                assert!(
-                    msg.contains(expected),
-                    "{src}: wanted {expected:?} in:\n{msg}"
-                );
-                msg
-            }
-        }
-    }
+    use crate::rules::testing::{check_err, check_eval};
 
     #[test]
     fn unused_failing_bindings_are_never_evaluated() {

@@ -2,7 +2,7 @@
 //! does beyond syntax: merges nested attribute paths, rejects duplicate attributes, resolves
 //! variables statically (unknown names outside `with` are errors even in unused code).
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -22,12 +22,12 @@ pub(crate) enum Expr {
     /// A path with interpolations: parts concatenated, then resolved against `dir`.
     PathInterp {
         dir: Rc<Path>,
-        parts: Vec<Part>,
+        parts: Box<[Part]>,
         pos: Pos,
     },
     /// `<nixpkgs>`: needs NIX_PATH, which we do not have.
     Search(Rc<str>, Pos),
-    Interp(Vec<Part>, Pos),
+    Interp(Box<[Part]>, Pos),
     Var {
         depth: u32,
         slot: u32,
@@ -36,13 +36,13 @@ pub(crate) enum Expr {
     WithVar(Rc<str>, Pos),
     Select {
         expr: ExprRef,
-        path: Vec<AttrKey>,
+        path: Box<[AttrKey]>,
         default: Option<ExprRef>,
         pos: Pos,
     },
     HasAttr {
         expr: ExprRef,
-        path: Vec<AttrKey>,
+        path: Box<[AttrKey]>,
     },
     Attrs(Rc<AttrsDef>),
     Let(Rc<AttrsDef>, ExprRef),
@@ -94,8 +94,8 @@ pub(crate) enum AttrKey {
 #[derive(Debug)]
 pub(crate) struct AttrsDef {
     pub rec: bool,
-    pub statics: Vec<Binding>,
-    pub dynamics: Vec<DynBinding>,
+    pub statics: Box<[Binding]>,
+    pub dynamics: Box<[DynBinding]>,
 }
 
 #[derive(Debug)]
@@ -132,6 +132,23 @@ pub(crate) enum Param {
     },
 }
 
+/// Identifier and attribute names, each stored once however often it occurs (a rules file
+/// repeats `publicKeys`, its key names and its variables thousands of times), and shared by
+/// every file of one evaluation.
+#[derive(Default)]
+pub(crate) struct Names(HashSet<Rc<str>>);
+
+impl Names {
+    pub fn get(&mut self, name: &str) -> Rc<str> {
+        if let Some(shared) = self.0.get(name) {
+            return shared.clone();
+        }
+        let shared: Rc<str> = Rc::from(name);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
 /// Depth of nested syntax we lower; rnix stops parsing well before this.
 const MAX_LOWER_DEPTH: u32 = 4096;
 
@@ -146,12 +163,15 @@ pub(crate) struct Lowerer<'a> {
     scopes: Vec<Scope>,
     depth: u32,
     home: Option<&'a Path>,
+    names: &'a mut Names,
 }
 
 /// A set's bindings before lowering, so that `a.b = …; a.c = …;` can merge as in Nix.
 struct Tree {
     rec: bool,
-    names: HashMap<Rc<str>, usize>,
+    /// Index of each name in `entries`, once there are too many to search (most sets in a
+    /// rules file have one or two attributes, and there are thousands of them).
+    names: Option<HashMap<Rc<str>, usize>>,
     entries: Vec<(Rc<str>, Entry)>,
     dynamics: Vec<(ast::Attr, TreeValue, Pos)>,
 }
@@ -173,6 +193,7 @@ impl<'a> Lowerer<'a> {
         dir: &Path,
         globals: HashMap<Rc<str>, u32>,
         home: Option<&'a Path>,
+        names: &'a mut Names,
     ) -> Self {
         let base = globals;
         Lowerer {
@@ -181,6 +202,7 @@ impl<'a> Lowerer<'a> {
             scopes: vec![Scope::Static(base)],
             depth: 0,
             home,
+            names,
         }
     }
 
@@ -236,7 +258,10 @@ impl<'a> Lowerer<'a> {
                 let text = p.content().map(|c| c.text().to_owned()).unwrap_or_default();
                 Expr::Search(Rc::from(text), pos)
             }
-            ast::Expr::Ident(id) => self.lower_var(&ident_name(&id), pos)?,
+            ast::Expr::Ident(id) => {
+                let name = ident_name(&id, self.names);
+                self.lower_var(&name, pos)?
+            }
             ast::Expr::CurPos(_) => Expr::CurPos(pos),
             ast::Expr::List(l) => {
                 let mut items = Vec::new();
@@ -254,7 +279,7 @@ impl<'a> Lowerer<'a> {
                 };
                 Expr::Select {
                     expr,
-                    path,
+                    path: path.into(),
                     default,
                     pos,
                 }
@@ -262,7 +287,10 @@ impl<'a> Lowerer<'a> {
             ast::Expr::HasAttr(h) => {
                 let expr = self.lower(h.expr(), pos)?;
                 let path = self.lower_attrpath(h.attrpath(), pos)?;
-                Expr::HasAttr { expr, path }
+                Expr::HasAttr {
+                    expr,
+                    path: path.into(),
+                }
             }
             ast::Expr::Apply(a) => {
                 let f = self.lower(a.lambda(), pos)?;
@@ -388,7 +416,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_str(&mut self, s: &ast::Str, pos: Pos) -> Result<Expr, EvalError> {
-        if let Some(text) = plain_literal(s) {
+        if let Some(text) = plain_literal(s, self.names) {
             return Ok(Expr::Str(text));
         }
         let mut parts = Vec::new();
@@ -404,7 +432,7 @@ impl<'a> Lowerer<'a> {
         Ok(match parts.as_slice() {
             [] => Expr::Str(Rc::from("")),
             [Part::Lit(text)] => Expr::Str(text.clone()),
-            _ => Expr::Interp(parts, pos),
+            _ => Expr::Interp(parts.into(), pos),
         })
     }
 
@@ -428,7 +456,7 @@ impl<'a> Lowerer<'a> {
         }
         Ok(Expr::PathInterp {
             dir: self.dir.clone(),
-            parts,
+            parts: parts.into(),
             pos,
         })
     }
@@ -455,7 +483,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_key(&mut self, attr: &ast::Attr) -> Result<AttrKey, EvalError> {
-        if let Some(name) = static_name(attr) {
+        if let Some(name) = static_name(attr, self.names) {
             return Ok(AttrKey::Static(name));
         }
         let pos = self.pos(attr);
@@ -473,9 +501,12 @@ impl<'a> Lowerer<'a> {
         };
         match param {
             ast::Param::IdentParam(p) => {
-                let name = p.ident().map(|i| ident_text(&i)).unwrap_or_default();
+                let name = match p.ident() {
+                    Some(i) => ident_name(&i, self.names),
+                    None => Rc::from(""),
+                };
                 self.scopes
-                    .push(Scope::Static(HashMap::from_iter([(Rc::from(name), 0)])));
+                    .push(Scope::Static(HashMap::from_iter([(name, 0)])));
                 let body = self.lower(l.body(), pos);
                 self.scopes.pop();
                 Ok(Expr::Lambda(Rc::new(LambdaDef {
@@ -488,8 +519,10 @@ impl<'a> Lowerer<'a> {
                 let mut names: HashMap<Rc<str>, u32> = HashMap::default();
                 let mut order = Vec::new();
                 for entry in p.pat_entries() {
-                    let name: Rc<str> =
-                        Rc::from(entry.ident().map(|i| ident_text(&i)).unwrap_or_default());
+                    let name = match entry.ident() {
+                        Some(i) => ident_name(&i, self.names),
+                        None => Rc::from(""),
+                    };
                     if names.contains_key(&name) {
                         return Err(EvalError::eval(
                             format!("duplicate formal function argument '{name}'"),
@@ -499,9 +532,10 @@ impl<'a> Lowerer<'a> {
                     names.insert(name.clone(), order.len() as u32);
                     order.push((name, entry.default()));
                 }
-                let bind = p.pat_bind().and_then(|b| b.ident()).map(|i| ident_text(&i));
+                let bind = p.pat_bind().and_then(|b| b.ident());
+                let bind = bind.map(|i| ident_name(&i, self.names));
                 if let Some(b) = &bind {
-                    let b: Rc<str> = Rc::from(b.as_str());
+                    let b = b.clone();
                     if names.contains_key(&b) {
                         return Err(EvalError::eval(
                             format!("duplicate formal function argument '{b}'"),
@@ -552,13 +586,13 @@ impl<'a> Lowerer<'a> {
                     let from = inh.from().and_then(|f| f.expr());
                     for attr in inh.attrs() {
                         let apos = self.pos(&attr);
-                        let Some(name) = static_name(&attr) else {
+                        let Some(name) = static_name(&attr, self.names) else {
                             return Err(EvalError::eval(
                                 "dynamic attributes not allowed in inherit",
                                 Some(apos),
                             ));
                         };
-                        if let Some(&i) = tree.names.get(&name) {
+                        if let Some(i) = tree.find(&name) {
                             return Err(dup_error(&name, apos, entry_pos(&tree.entries[i].1)));
                         }
                         tree.insert(name, Entry::Inherit(from.clone(), apos));
@@ -577,7 +611,7 @@ impl<'a> Lowerer<'a> {
                     };
                     let ppos = self.pos(&path);
                     let attrs: Vec<ast::Attr> = path.attrs().collect();
-                    if is_let && static_name(&attrs[0]).is_none() {
+                    if is_let && static_name(&attrs[0], self.names).is_none() {
                         return Err(EvalError::eval(
                             "dynamic attributes not allowed in let",
                             Some(ppos),
@@ -601,7 +635,7 @@ impl<'a> Lowerer<'a> {
         let mut cur = tree;
         for (i, attr) in attrs.iter().enumerate() {
             let last = i + 1 == attrs.len();
-            let Some(name) = static_name(attr) else {
+            let Some(name) = static_name(attr, self.names) else {
                 let rest = if last {
                     TreeValue::Expr(value)
                 } else {
@@ -614,12 +648,12 @@ impl<'a> Lowerer<'a> {
             };
             if last {
                 let new = self.value_entry(value, pos)?;
-                match cur.names.get(&name) {
+                match cur.find(&name) {
                     None => cur.insert(name, new),
-                    Some(&j) => match (&mut cur.entries[j].1, new) {
+                    Some(j) => match (&mut cur.entries[j].1, new) {
                         (Entry::Nested(existing, _), Entry::Nested(added, _)) => {
                             for (n, e) in added.entries {
-                                if let Some(&k) = existing.names.get(&n) {
+                                if let Some(k) = existing.find(&n) {
                                     return Err(dup_error(
                                         &n,
                                         entry_pos(&existing.entries[k].1),
@@ -635,8 +669,8 @@ impl<'a> Lowerer<'a> {
                 }
                 return Ok(());
             }
-            let j = match cur.names.get(&name) {
-                Some(&j) => {
+            let j = match cur.find(&name) {
+                Some(j) => {
                     if !matches!(cur.entries[j].1, Entry::Nested(..)) {
                         return Err(dup_error(&shown(), pos, entry_pos(&cur.entries[j].1)));
                     }
@@ -720,7 +754,7 @@ impl<'a> Lowerer<'a> {
                     let expr = self.lower(Some(from), pos)?;
                     let select = Expr::Select {
                         expr,
-                        path: vec![AttrKey::Static(name.clone())],
+                        path: Box::new([AttrKey::Static(name.clone())]),
                         default: None,
                         pos,
                     };
@@ -748,8 +782,8 @@ impl<'a> Lowerer<'a> {
         }
         Ok(AttrsDef {
             rec,
-            statics,
-            dynamics,
+            statics: statics.into(),
+            dynamics: dynamics.into(),
         })
     }
 }
@@ -758,15 +792,40 @@ impl Tree {
     fn new(rec: bool) -> Self {
         Tree {
             rec,
-            names: HashMap::default(),
+            names: None,
             entries: Vec::new(),
             dynamics: Vec::new(),
         }
     }
 
+    const SEARCHED: usize = 8;
+
     fn insert(&mut self, name: Rc<str>, entry: Entry) {
-        self.names.insert(name.clone(), self.entries.len());
+        match &mut self.names {
+            Some(names) => {
+                names.insert(name.clone(), self.entries.len());
+            }
+            None if self.entries.len() == Self::SEARCHED => {
+                let mut names: HashMap<Rc<str>, usize> = self
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (n.clone(), i))
+                    .collect();
+                names.insert(name.clone(), self.entries.len());
+                self.names = Some(names);
+            }
+            None => {}
+        }
         self.entries.push((name, entry));
+    }
+
+    /// Where `name` is in `entries`.
+    fn find(&self, name: &str) -> Option<usize> {
+        match &self.names {
+            Some(names) => names.get(name).copied(),
+            None => self.entries.iter().position(|(n, _)| &**n == name),
+        }
     }
 
     fn scope_names(&self) -> HashMap<Rc<str>, u32> {
@@ -795,26 +854,22 @@ fn unwrap_rc(e: ExprRef) -> Expr {
     Rc::try_unwrap(e).unwrap_or_else(|_| unreachable!("freshly lowered expressions are unshared"))
 }
 
-fn ident_text(id: &ast::Ident) -> String {
-    ident_name(id).to_string()
-}
-
 /// An identifier's name. Its node holds the one token (`x`, or the keyword `or` used as a name);
 /// reading that token from the green tree avoids rowan's cursor allocations and text rendering,
 /// which dominated lowering large files.
-fn ident_name(id: &ast::Ident) -> Rc<str> {
+fn ident_name(id: &ast::Ident, names: &mut Names) -> Rc<str> {
     let node = id.syntax();
     let green = node.green();
     let mut children = green.children();
     match (children.next(), children.next()) {
-        (Some(rowan::NodeOrToken::Token(t)), None) => Rc::from(t.text()),
-        _ => Rc::from(node.text().to_string()),
+        (Some(rowan::NodeOrToken::Token(t)), None) => names.get(t.text()),
+        _ => names.get(&node.text().to_string()),
     }
 }
 
 /// The value of a `"…"` string made of one literal without escapes (most attribute names);
 /// `None` for anything else, which goes through rnix's full unescaping.
-fn plain_literal(s: &ast::Str) -> Option<Rc<str>> {
+fn plain_literal(s: &ast::Str, names: &mut Names) -> Option<Rc<str>> {
     use rnix::SyntaxKind::{TOKEN_STRING_CONTENT, TOKEN_STRING_END, TOKEN_STRING_START};
     use rowan::Language as _;
     let kind = |t: &rowan::GreenTokenData| rnix::NixLanguage::kind_from_raw(t.kind());
@@ -826,9 +881,9 @@ fn plain_literal(s: &ast::Str) -> Option<Rc<str>> {
     }
     let next = children.next()?.into_token()?;
     let (text, end) = match kind(next) {
-        TOKEN_STRING_END => (Rc::from(""), next),
+        TOKEN_STRING_END => (names.get(""), next),
         TOKEN_STRING_CONTENT if !next.text().contains(['\\', '"']) => {
-            (Rc::from(next.text()), children.next()?.into_token()?)
+            (names.get(next.text()), children.next()?.into_token()?)
         }
         _ => return None,
     };
@@ -836,9 +891,9 @@ fn plain_literal(s: &ast::Str) -> Option<Rc<str>> {
 }
 
 /// The name of an attribute known without evaluation: identifiers, plain strings, `${"x"}`.
-fn static_name(attr: &ast::Attr) -> Option<Rc<str>> {
-    let plain = |s: &ast::Str| -> Option<Rc<str>> {
-        if let Some(text) = plain_literal(s) {
+fn static_name(attr: &ast::Attr, names: &mut Names) -> Option<Rc<str>> {
+    let mut plain = |s: &ast::Str| -> Option<Rc<str>> {
+        if let Some(text) = plain_literal(s, names) {
             return Some(text);
         }
         let mut out = String::new();
@@ -848,10 +903,10 @@ fn static_name(attr: &ast::Attr) -> Option<Rc<str>> {
                 InterpolPart::Interpolation(_) => return None,
             }
         }
-        Some(Rc::from(out))
+        Some(names.get(&out))
     };
     match attr {
-        ast::Attr::Ident(id) => Some(ident_name(id)),
+        ast::Attr::Ident(id) => Some(ident_name(id, names)),
         ast::Attr::Str(s) => plain(s),
         ast::Attr::Dynamic(d) => match d.expr() {
             Some(ast::Expr::Str(s)) => plain(&s),
@@ -863,7 +918,7 @@ fn static_name(attr: &ast::Attr) -> Option<Rc<str>> {
 fn show_path(attrs: &[ast::Attr]) -> String {
     attrs
         .iter()
-        .map(|a| match static_name(a) {
+        .map(|a| match static_name(a, &mut Names::default()) {
             Some(n) => n.to_string(),
             None => "\"${...}\"".to_owned(),
         })

@@ -15,6 +15,8 @@ mod recipient;
 mod sandbox;
 mod store;
 mod syntax;
+#[cfg(test)]
+mod testing;
 mod validate;
 mod value;
 
@@ -25,6 +27,7 @@ use sandbox::Sandbox;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value as Json;
@@ -113,24 +116,126 @@ pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
     evaluate_then(file, opts, |_, strict, _| Ok(strict.to_json()), Ok)
 }
 
+/// Writes what `--dump-rules` prints for `file` to `out`: what [`evaluate`] returns, as
+/// indented JSON and a newline. Our evaluator's result is serialised straight from the
+/// evaluated value (no `serde_json::Value` copy of it) on the evaluation thread, in chunks that
+/// this thread writes to `out` as they come, so neither the whole text nor a copy of the value
+/// is ever held. A failure to write is the `io::Error` itself (so that a caller can tell a
+/// closed pipe), an unusable rules file a [`RulesError`].
+pub fn dump(file: &Path, opts: &LoadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (abs, sandbox) = locate(file, opts.impure).map_err(|f| RulesError::new(f.message))?;
+    let (chunks, received) = std::sync::mpsc::sync_channel(2);
+    let for_eval = sandbox.clone();
+    let mut write_error = None;
+    let outcome = run_on_big_stack_while(
+        || {
+            own_evaluation(file, abs, for_eval, |strict, _| {
+                let mut sink = Chunks {
+                    to: chunks,
+                    buf: Vec::with_capacity(Chunks::SIZE),
+                };
+                write_pretty(&mut sink, &strict)
+            })
+        },
+        || {
+            for chunk in received {
+                if let Err(e) = out.write_all(&chunk) {
+                    // Dropping the receiver stops the serialisation at its next chunk.
+                    write_error = Some(e);
+                    break;
+                }
+            }
+        },
+    );
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    let json = match outcome {
+        Ok(written) => return written.map_err(Into::into),
+        Err(failure) if failure.unsupported && nix_fallback::available() => {
+            nix_fallback::evaluate(file, &sandbox, &failure.message, opts)?
+        }
+        Err(failure) => return Err(RulesError::new(failure.message).into()),
+    };
+    let mut buffered = std::io::BufWriter::with_capacity(Chunks::SIZE, out);
+    write_pretty(&mut buffered, &json)?;
+    Ok(())
+}
+
+fn write_pretty(out: &mut dyn Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Output made on the evaluation thread, handed in chunks to the thread that writes it.
+struct Chunks {
+    to: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Chunks {
+    const SIZE: usize = 64 << 10;
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::SIZE));
+        self.to.send(full).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the output was closed")
+        })
+    }
+}
+
+impl Write for Chunks {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::SIZE {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
+}
+
 /// Evaluates `file` and hands the result to `own` (on the evaluation thread, where our
 /// evaluator's values live) or, after a fallback to `nix-instantiate`, its JSON to `fallback`.
-fn evaluate_then<T: Send + 'static>(
+fn evaluate_then<T: Send>(
     file: &Path,
     opts: &LoadOptions,
-    own: fn(&Path, Strict, Locations) -> Result<T, RulesError>,
+    own: impl FnOnce(&Path, Strict, Locations) -> Result<T, RulesError> + Send,
     fallback: impl FnOnce(Json) -> Result<T, RulesError>,
 ) -> Result<T, RulesError> {
+    match evaluate_with(file, opts, own)? {
+        Evaluated::Own(result) => Ok(result),
+        Evaluated::Nix(json) => fallback(json),
+    }
+}
+
+/// What evaluating a rules file gave: `own`'s result from our evaluator's value, or the JSON
+/// of `nix-instantiate` when ours does not support the file.
+enum Evaluated<T> {
+    Own(T),
+    Nix(Json),
+}
+
+fn evaluate_with<T: Send>(
+    file: &Path,
+    opts: &LoadOptions,
+    own: impl FnOnce(&Path, Strict, Locations) -> Result<T, RulesError> + Send,
+) -> Result<Evaluated<T>, RulesError> {
     let (abs, sandbox) = locate(file, opts.impure).map_err(|f| RulesError::new(f.message))?;
-    let owned = file.to_path_buf();
     let for_eval = sandbox.clone();
-    let outcome =
-        run_on_big_stack(move || own_evaluation(&owned, abs, for_eval, |s, l| own(&owned, s, l)));
+    let outcome = run_on_big_stack(|| own_evaluation(file, abs, for_eval, |s, l| own(file, s, l)));
     match outcome {
-        Ok(result) => result,
-        Err(failure) if failure.unsupported && nix_fallback::available() => fallback(
+        Ok(result) => result.map(Evaluated::Own),
+        Err(failure) if failure.unsupported && nix_fallback::available() => Ok(Evaluated::Nix(
             nix_fallback::evaluate(file, &sandbox, &failure.message, opts)?,
-        ),
+        )),
         Err(failure) => Err(RulesError::new(failure.message)),
     }
 }
@@ -184,6 +289,43 @@ pub fn evaluate_source(text: &str, dir: &Path) -> Result<Json, RulesError> {
             unsupported: e.kind == diag::ErrorKind::Unsupported,
             message: ev.render(&e),
         })
+    })
+    .map_err(|f| RulesError::new(f.message))
+}
+
+/// `--dump-rules` on `file` with our evaluator only, output discarded, calling `mark` after
+/// each phase (parse and lower of each file, evaluation, output) so that the benchmark can
+/// count the bytes each one allocates. Not for other uses.
+#[doc(hidden)]
+pub fn evaluate_phases(file: &Path, mark: fn(&'static str)) -> Result<(), RulesError> {
+    let (abs, sandbox) = locate(file, false).map_err(|f| RulesError::new(f.message))?;
+    let owned = file.to_path_buf();
+    run_on_big_stack(move || {
+        let text = std::fs::read_to_string(&owned).map_err(|e| Failure {
+            unsupported: false,
+            message: e.to_string(),
+        })?;
+        mark("read");
+        let shown = owned.display().to_string();
+        let mut ev = eval::Evaluator::new(&shown, sandbox);
+        ev.phase = mark;
+        mark("builtins");
+        let (strict, _) = ev
+            .load_source(shown, abs, std::rc::Rc::from(text))
+            .and_then(|t| finish(&mut ev, t))
+            .map_err(|e| Failure {
+                unsupported: false,
+                message: ev.render(&e),
+            })?;
+        mark("evaluate");
+        write_pretty(&mut std::io::sink(), &strict).map_err(|e| Failure {
+            unsupported: false,
+            message: e.to_string(),
+        })?;
+        mark("output");
+        drop((strict, ev));
+        mark("freed");
+        Ok(())
     })
     .map_err(|f| RulesError::new(f.message))
 }
@@ -249,25 +391,36 @@ fn finish(
 
 /// Runs `f` on a thread whose stack fits the evaluator's depth limit, so that deep input ends
 /// in a clean error rather than a stack overflow.
-fn run_on_big_stack<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+fn run_on_big_stack<T: Send>(f: impl FnOnce() -> Result<T, Failure> + Send) -> Result<T, Failure> {
+    run_on_big_stack_while(f, || {})
+}
+
+/// [`run_on_big_stack`], running `meanwhile` on this thread while `f` runs.
+fn run_on_big_stack_while<T: Send>(
+    f: impl FnOnce() -> Result<T, Failure> + Send,
+    meanwhile: impl FnOnce(),
 ) -> Result<T, Failure> {
-    let spawned = std::thread::Builder::new()
-        .name("rules-eval".to_owned())
-        .stack_size(eval::STACK_SIZE)
-        .spawn(f);
-    match spawned {
-        Ok(handle) => handle.join().unwrap_or_else(|_| {
-            Err(Failure {
+    std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("rules-eval".to_owned())
+            .stack_size(eval::STACK_SIZE)
+            .spawn_scoped(scope, f);
+        match spawned {
+            Ok(handle) => {
+                meanwhile();
+                handle.join().unwrap_or_else(|_| {
+                    Err(Failure {
+                        unsupported: false,
+                        message: "internal error: the rules evaluator panicked".to_owned(),
+                    })
+                })
+            }
+            Err(e) => Err(Failure {
                 unsupported: false,
-                message: "internal error: the rules evaluator panicked".to_owned(),
-            })
-        }),
-        Err(e) => Err(Failure {
-            unsupported: false,
-            message: format!("cannot start the rules evaluator: {e}"),
-        }),
-    }
+                message: format!("cannot start the rules evaluator: {e}"),
+            }),
+        }
+    })
 }
 
 impl Rules {
@@ -339,6 +492,88 @@ fn absolute_normalized(file: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules_repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(
+            dir.path().join("secrets.nix"),
+            "let k = [ \"age1x\" ]; in { \"b.age\".publicKeys = k; \"a.age\" = { publicKeys = k ++ [ \"\\\"q\" ]; armor = true; n = 1.5; }; }",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn dump_writes_what_evaluate_returns_as_indented_json_and_a_newline() {
+        let dir = rules_repo();
+        let file = dir.path().join("secrets.nix");
+        let opts = LoadOptions::default();
+        let mut out = Vec::new();
+        dump(&file, &opts, &mut out).unwrap();
+        let json = evaluate(&file, &opts).unwrap();
+        let expected = serde_json::to_string_pretty(&json).unwrap() + "\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_dump_of_many_chunks_arrives_whole_and_a_writer_closed_midway_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        let file = dir.path().join("secrets.nix");
+        std::fs::write(
+            &file,
+            "builtins.listToAttrs (builtins.genList (i: { name = \"s${toString i}.age\"; \
+             value.publicKeys = [ \"age1${toString i}\" ]; }) 5000)",
+        )
+        .unwrap();
+        let opts = LoadOptions::default();
+        let mut whole = Vec::new();
+        dump(&file, &opts, &mut whole).unwrap();
+        assert!(whole.len() > 4 * Chunks::SIZE, "{} bytes", whole.len());
+        let expected = serde_json::to_string_pretty(&evaluate(&file, &opts).unwrap()).unwrap();
+        assert!(whole == (expected + "\n").into_bytes());
+
+        /// Takes one chunk, then is closed.
+        struct ClosesAfterOne(usize);
+        impl Write for ClosesAfterOne {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                self.0 += 1;
+                if self.0 > 1 {
+                    return Err(std::io::ErrorKind::BrokenPipe.into());
+                }
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = dump(&file, &opts, &mut ClosesAfterOne(0)).unwrap_err();
+        let io = err.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_dump_that_cannot_be_written_fails_with_the_io_error() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = rules_repo();
+        let err = dump(
+            &dir.path().join("secrets.nix"),
+            &LoadOptions::default(),
+            &mut Closed,
+        )
+        .unwrap_err();
+        let io = err.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::BrokenPipe);
+    }
 
     #[test]
     fn normalising_keeps_every_leading_parent_component() {

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use serde_json::Value as Json;
 
+use super::builtins::Builtin;
 use super::diag::Pos;
 use super::lower::{ExprRef, LambdaDef};
 
@@ -42,9 +43,44 @@ pub(crate) type Attrs = BTreeMap<Rc<str>, Attr>;
 /// A built-in function, possibly partially applied.
 #[derive(Debug)]
 pub(crate) struct PrimApp {
-    pub name: &'static str,
-    pub arity: usize,
+    pub prim: &'static Builtin,
     pub args: Vec<ThunkId>,
+}
+
+/// Builds an attribute set whose attributes carry no position of their own, as builtins make
+/// them; the one way builtins create sets, so that the set's representation stays here.
+#[derive(Default)]
+pub(crate) struct AttrsBuilder {
+    attrs: Attrs,
+}
+
+impl AttrsBuilder {
+    pub fn new() -> Self {
+        AttrsBuilder::default()
+    }
+
+    /// Sets `name`; a later value for the same name replaces an earlier one.
+    pub fn insert(&mut self, name: impl Into<Rc<str>>, value: ThunkId) {
+        self.insert_attr(name, Attr { value, pos: None });
+    }
+
+    /// Sets `name` to an attribute that keeps where it was defined.
+    pub fn insert_attr(&mut self, name: impl Into<Rc<str>>, attr: Attr) {
+        self.attrs.insert(name.into(), attr);
+    }
+
+    /// Sets `name` unless it is already set (the first definition wins).
+    pub fn insert_first(&mut self, name: impl Into<Rc<str>>, attr: Attr) {
+        self.attrs.entry(name.into()).or_insert(attr);
+    }
+
+    pub fn into_attrs(self) -> Attrs {
+        self.attrs
+    }
+
+    pub fn build(self) -> Value {
+        Value::Attrs(Rc::new(self.attrs))
+    }
 }
 
 #[derive(Debug)]
@@ -168,6 +204,34 @@ impl Strict {
         match self {
             Strict::Attrs(attrs) => attrs.iter().find(|(k, _)| &**k == name).map(|(_, v)| v),
             _ => None,
+        }
+    }
+}
+
+/// Serialised as the JSON it stands for, so that output is written straight from the evaluated
+/// value without building a `serde_json::Value` copy of it.
+impl serde::Serialize for Strict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Strict::Null => s.serialize_unit(),
+            Strict::Bool(b) => s.serialize_bool(*b),
+            Strict::Num(n) => n.serialize(s),
+            Strict::Str(text) => s.serialize_str(text),
+            Strict::List(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Strict::Attrs(attrs) => {
+                let mut map = s.serialize_map(Some(attrs.len()))?;
+                for (k, v) in attrs {
+                    map.serialize_entry(&**k, v)?;
+                }
+                map.end()
+            }
         }
     }
 }
