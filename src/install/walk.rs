@@ -22,9 +22,6 @@ use crate::platform::fd;
 /// Linux's own limit on symlinks followed in one lookup.
 const MAX_SYMLINKS: u32 = 40;
 
-/// `FUSE_SUPER_MAGIC` from `<linux/magic.h>`: `fstatfs` of a FUSE (or fuseblk) filesystem.
-const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
-
 /// An open directory reached by a safe walk, and how it was reached.
 #[derive(Debug)]
 pub struct Dir {
@@ -262,9 +259,8 @@ fn on_fuse(fd: &OwnedFd) -> bool {
     if !rustix::process::geteuid().is_root() {
         return false;
     }
-    // `f_type`'s integer type differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    rfs::fstatfs(fd).map_or(true, |fs| fs.f_type as u64 == FUSE_SUPER_MAGIC)
+    // Unknown counts as FUSE: refusing is the safe side.
+    crate::platform::fd::is_fuse(fd.as_fd()).unwrap_or(true)
 }
 
 /// `path` minus its last component, and that component; `.`, `..` and an empty last

@@ -88,6 +88,12 @@ fn walk_beneath(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<O
     Ok(nofollow(dir, last, flags)?)
 }
 
+/// Whether the directory or file `fd` is on a FUSE file system, whose owners and modes are
+/// whatever a user-space program reports.
+pub fn is_fuse(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    sys::is_fuse(fd)
+}
+
 /// The inode behind `handle`, opened for reading.
 pub fn reopen_readonly(handle: BorrowedFd<'_>) -> io::Result<File> {
     Ok(File::from(sys::reopen_readonly(handle)?))

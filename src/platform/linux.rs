@@ -29,6 +29,15 @@ pub fn is_ramfs(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(fs.f_type as u64 == RAMFS_MAGIC)
 }
 
+/// `FUSE_SUPER_MAGIC` from `<linux/magic.h>`: a FUSE (or fuseblk) filesystem.
+const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+
+pub fn is_fuse(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let fs = rustix::fs::fstatfs(fd)?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(fs.f_type as u64 == FUSE_SUPER_MAGIC)
+}
+
 /// `STATX_ATTR_MOUNT_ROOT`, where the kernel reports it (5.8+).
 pub fn is_mount_root(fd: BorrowedFd<'_>) -> Option<bool> {
     use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags};

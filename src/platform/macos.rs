@@ -27,6 +27,20 @@ pub fn is_ramfs(_fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(false)
 }
 
+/// macFUSE (formerly osxfuse) names its file systems `macfuse…`/`osxfuse…`; FUSE-T `fuse-t`.
+pub fn is_fuse(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let fs = rustix::fs::fstatfs(fd)?;
+    let name: Vec<u8> = fs
+        .f_fstypename
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok([&b"macfuse"[..], b"osxfuse", b"fuse"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix)))
+}
+
 /// macOS reports no mount-root attribute; callers compare devices with the parent.
 pub fn is_mount_root(_fd: BorrowedFd<'_>) -> Option<bool> {
     None
