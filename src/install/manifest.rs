@@ -1,6 +1,7 @@
-//! The installer's input: the JSON manifest written by `nix/manifest.nix`, its serde types and
-//! `validate()`, which rejects everything the installer could not honour before any file is
-//! touched. Home-manager manifests carry `$VAR` / `~` paths, expanded here at run time.
+//! The installer's input: the JSON manifest written by `nix/manifest.nix`, read into one typed
+//! [`Manifest`] (settings plus a `Vec<Entry>`). The serde wire types stay private here: they
+//! are expanded (home-manager's `$VAR` / `~` paths, at activation), validated — every problem
+//! reported at once, naming its option, before any file is touched — and only then converted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -50,35 +51,65 @@ impl From<Platform> for Os {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// When the manifest is read: by `--check` at build time, where home-manager paths are still
+/// `$VAR`s and are only checked for shape, or at activation, where they are expanded first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Build,
+    Activation,
+}
+
+/// The manifest as the installer uses it: validated, home paths expanded at activation, every
+/// secret and template one [`Entry`].
+#[derive(Debug, Clone)]
 pub struct Manifest {
-    pub version: u32,
     pub mode: Mode,
-    /// Absent in manifests from before nix-darwin support: NixOS.
-    #[serde(default)]
     pub platform: Platform,
     pub secrets_dir: String,
     pub secrets_mount_point: String,
     pub identity_paths: Vec<String>,
-    #[serde(default = "one")]
     pub keep_generations: u32,
     /// Group given to the mount point and generation directories in the chown phase, if it
     /// exists (NixOS's `keys`).
-    #[serde(default)]
     pub dir_group: Option<String>,
     /// Directories holding `age-plugin-*` programs, put in front of `PATH`.
-    #[serde(default)]
     pub plugin_paths: Vec<String>,
     /// NixOS's activation restart/reload lists; when unset, units go to `systemctl`.
-    #[serde(default)]
     pub restart_list_file: Option<String>,
-    #[serde(default)]
     pub reload_list_file: Option<String>,
+    /// The secrets, then the templates.
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Wire {
+    version: u32,
+    mode: Mode,
+    /// Absent in manifests from before nix-darwin support: NixOS.
     #[serde(default)]
-    pub secrets: Vec<Secret>,
+    platform: Platform,
+    secrets_dir: String,
+    secrets_mount_point: String,
+    identity_paths: Vec<String>,
+    #[serde(default = "one")]
+    keep_generations: u32,
+    /// Group given to the mount point and generation directories in the chown phase, if it
+    /// exists (NixOS's `keys`).
     #[serde(default)]
-    pub templates: Vec<Template>,
+    dir_group: Option<String>,
+    /// Directories holding `age-plugin-*` programs, put in front of `PATH`.
+    #[serde(default)]
+    plugin_paths: Vec<String>,
+    /// NixOS's activation restart/reload lists; when unset, units go to `systemctl`.
+    #[serde(default)]
+    restart_list_file: Option<String>,
+    #[serde(default)]
+    reload_list_file: Option<String>,
+    #[serde(default)]
+    secrets: Vec<WireSecret>,
+    #[serde(default)]
+    templates: Vec<WireTemplate>,
 }
 
 fn one() -> u32 {
@@ -97,40 +128,40 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Secret {
-    pub name: String,
-    pub file: String,
-    pub path: String,
+struct WireSecret {
+    name: String,
+    file: String,
+    path: String,
     #[serde(default = "default_mode")]
-    pub mode: String,
+    mode: String,
     #[serde(default = "default_id")]
-    pub owner: String,
+    owner: String,
     #[serde(default = "default_id")]
-    pub group: String,
+    group: String,
     #[serde(default = "yes")]
-    pub symlink: bool,
+    symlink: bool,
     #[serde(default)]
-    pub restart_units: Vec<String>,
+    restart_units: Vec<String>,
     #[serde(default)]
-    pub reload_units: Vec<String>,
+    reload_units: Vec<String>,
     /// How the decrypted file is read: `binary` (all of it) or a document format whose value
     /// at `key` is the secret. Parsed in `validate`, so a bad one names the secret.
     #[serde(default = "binary")]
-    pub format: String,
+    format: String,
     #[serde(default)]
-    pub key: Option<String>,
+    key: Option<String>,
 }
 
 fn binary() -> String {
     Format::Binary.name().into()
 }
 
-impl Secret {
+impl WireSecret {
     /// The format and key of a structured secret, `None` for a binary one. The error starts
     /// with the option it is about (`format: …`, `key: …`).
-    pub fn structured(&self) -> Result<Option<(Format, Key)>, String> {
+    fn structured(&self) -> Result<Option<(Format, Key)>, String> {
         let format: Format = self.format.parse().map_err(|e| format!("format: {e}"))?;
         match (format, &self.key) {
             (Format::Binary, None) => Ok(None),
@@ -150,24 +181,24 @@ impl Secret {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Template {
-    pub name: String,
-    pub content: String,
-    pub path: String,
+struct WireTemplate {
+    name: String,
+    content: String,
+    path: String,
     #[serde(default = "default_mode")]
-    pub mode: String,
+    mode: String,
     #[serde(default = "default_id")]
-    pub owner: String,
+    owner: String,
     #[serde(default = "default_id")]
-    pub group: String,
+    group: String,
     #[serde(default = "yes")]
-    pub symlink: bool,
+    symlink: bool,
     #[serde(default)]
-    pub restart_units: Vec<String>,
+    restart_units: Vec<String>,
     #[serde(default)]
-    pub reload_units: Vec<String>,
+    reload_units: Vec<String>,
 }
 
 /// Where an entry's bytes come from.
@@ -240,9 +271,68 @@ impl Entry {
 }
 
 impl Manifest {
-    /// The secrets, then the templates, typed. Fails on a mode that does not parse, naming
-    /// the option ([`Manifest::validate`] reports it too, with everything else).
-    pub fn entries(&self) -> Result<Vec<Entry>> {
+    /// Reads, (at activation) expands, validates and types the manifest at `path`. A manifest
+    /// that breaks any rule is refused with every problem listed, each naming its option.
+    pub fn read(path: &Path, stage: Stage) -> Result<Manifest> {
+        let wire = Wire::read(path).context("reading the manifest")?;
+        wire.checked(stage)
+    }
+
+    /// [`Manifest::read`] of a manifest's text.
+    pub fn from_json(text: &str, stage: Stage) -> Result<Manifest> {
+        Wire::from_json(text)?.checked(stage)
+    }
+
+    /// How many secrets and how many templates it declares.
+    pub fn counts(&self) -> (usize, usize) {
+        let secrets = self.entries.iter().filter(|e| e.is_secret()).count();
+        (secrets, self.entries.len() - secrets)
+    }
+
+    /// Whether `path` is the default place of the entry whose default is `default`, however
+    /// either is spelled.
+    pub fn is_default(path: &str, default: &str) -> bool {
+        normalise(path) == normalise(default)
+    }
+}
+
+impl Wire {
+    fn from_json(text: &str) -> Result<Wire> {
+        let wire: Wire = serde_json::from_str(text).context("invalid manifest JSON")?;
+        if wire.version != VERSION {
+            bail!(
+                "manifest version {} is not supported (this installer reads version {VERSION})",
+                wire.version
+            );
+        }
+        Ok(wire)
+    }
+
+    fn read(path: &Path) -> Result<Wire> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read manifest {}", path.display()))?;
+        Wire::from_json(&text).with_context(|| format!("in manifest {}", path.display()))
+    }
+
+    /// Expands (at activation), validates and converts: the one way to a [`Manifest`].
+    fn checked(mut self, stage: Stage) -> Result<Manifest> {
+        if stage == Stage::Activation {
+            self.expand().context("expanding home paths")?;
+        }
+        let errors = self.validate();
+        if !errors.is_empty() {
+            let doing = match stage {
+                Stage::Build => "checking the manifest",
+                Stage::Activation => "validating the manifest",
+            };
+            return Err(anyhow::anyhow!("{}", errors.join("\n  ")).context(doing));
+        }
+        self.into_manifest()
+    }
+
+    /// The typed manifest. Only called on a validated one, so the parses below cannot fail;
+    /// they still name the option rather than panic.
+    fn into_manifest(self) -> Result<Manifest> {
         let mode =
             |m: &str, who: &str| parse_mode(m).map_err(|e| anyhow::anyhow!("{who}.mode: {e}"));
         let mut entries = Vec::with_capacity(self.secrets.len() + self.templates.len());
@@ -278,29 +368,24 @@ impl Manifest {
                 default_path: self.default_template_path(&t.name),
             });
         }
-        Ok(entries)
-    }
-
-    pub fn from_json(text: &str) -> Result<Manifest> {
-        let manifest: Manifest = serde_json::from_str(text).context("invalid manifest JSON")?;
-        if manifest.version != VERSION {
-            bail!(
-                "manifest version {} is not supported (this installer reads version {VERSION})",
-                manifest.version
-            );
-        }
-        Ok(manifest)
-    }
-
-    pub fn read(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read manifest {}", path.display()))?;
-        Manifest::from_json(&text).with_context(|| format!("in manifest {}", path.display()))
+        Ok(Manifest {
+            mode: self.mode,
+            platform: self.platform,
+            secrets_dir: self.secrets_dir,
+            secrets_mount_point: self.secrets_mount_point,
+            identity_paths: self.identity_paths,
+            keep_generations: self.keep_generations,
+            dir_group: self.dir_group,
+            plugin_paths: self.plugin_paths,
+            restart_list_file: self.restart_list_file,
+            reload_list_file: self.reload_list_file,
+            entries,
+        })
     }
 
     /// Expands `$VAR`, `${VAR}` and a leading `~` in every path of a home-manager manifest;
     /// system manifests are left alone (their paths are literal).
-    pub fn expand(&mut self) -> Result<()> {
+    fn expand(&mut self) -> Result<()> {
         if self.mode != Mode::Home {
             return Ok(());
         }
@@ -324,23 +409,17 @@ impl Manifest {
         Ok(())
     }
 
-    pub fn default_path(&self, name: &str) -> String {
+    fn default_path(&self, name: &str) -> String {
         format!("{}/{}", self.secrets_dir, name)
     }
 
-    pub fn default_template_path(&self, name: &str) -> String {
+    fn default_template_path(&self, name: &str) -> String {
         format!("{}/templates/{}", self.secrets_dir, name)
-    }
-
-    /// Whether `path` is the default place of the entry whose default is `default`, however
-    /// either is spelled.
-    pub fn is_default(path: &str, default: &str) -> bool {
-        normalise(path) == normalise(default)
     }
 
     /// Every check that needs no file: names, modes, paths, units, placeholders. All problems
     /// are returned, not just the first, each naming the option it is about.
-    pub fn validate(&self) -> Vec<String> {
+    fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         // Unexpanded home-manager paths (checked at build time) are only checked for shape.
         let unexpanded =
@@ -665,8 +744,8 @@ pub fn expand_vars(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<S
 mod tests {
     use super::*;
 
-    fn manifest(json: &str) -> Manifest {
-        Manifest::from_json(json).unwrap()
+    fn manifest(json: &str) -> Wire {
+        Wire::from_json(json).unwrap()
     }
 
     const BASE: &str = r#"{"version":1,"mode":"system","secretsDir":"/run/agenix",
@@ -680,11 +759,11 @@ mod tests {
         let darwin = base.replace(r#""version":1"#, r#""version":1,"platform":"darwin""#);
         assert_eq!(Os::from(manifest(&darwin).platform), Os::MacOs);
         let bsd = base.replace(r#""version":1"#, r#""version":1,"platform":"freebsd""#);
-        let err = format!("{:#}", Manifest::from_json(&bsd).unwrap_err());
+        let err = format!("{:#}", Manifest::from_json(&bsd, Stage::Build).unwrap_err());
         assert!(err.contains("unknown variant `freebsd`"), "{err}");
     }
 
-    fn with(secrets: &str, templates: &str) -> Manifest {
+    fn with(secrets: &str, templates: &str) -> Wire {
         manifest(
             &BASE
                 .replace("SECRETS", secrets)
@@ -704,18 +783,70 @@ mod tests {
 
     #[test]
     fn defaults_match_agenix() {
-        let m = with(
-            r#"{"name":"a","file":"/s/a.age","path":"/run/agenix/a"}"#,
-            "",
-        );
-        let s = &m.secrets[0];
+        let json = BASE
+            .replace(
+                "SECRETS",
+                r#"{"name":"a","file":"/s/a.age","path":"/run/agenix/a"}"#,
+            )
+            .replace("TEMPLATES", "");
+        let m = Manifest::from_json(&json, Stage::Build).unwrap();
+        let s = &m.entries[0];
         assert_eq!(
-            (s.mode.as_str(), s.owner.as_str(), s.group.as_str()),
-            ("0400", "0", "0")
+            (s.mode, s.owner.as_str(), s.group.as_str()),
+            (0o400, "0", "0")
         );
-        assert!(s.symlink);
+        assert!(s.symlink && s.has_default_path());
         assert_eq!(m.keep_generations, 1);
-        assert!(m.validate().is_empty(), "{:?}", m.validate());
+    }
+
+    #[test]
+    fn reading_types_secrets_then_templates_with_parsed_modes() {
+        let json = BASE
+            .replace(
+                "SECRETS",
+                r#"{"name":"k","file":"/s/k.age","path":"/etc/k","mode":"0o640","format":"json","key":"a/b"}"#,
+            )
+            .replace(
+                "TEMPLATES",
+                r#"{"name":"t","content":"x","path":"/run/agenix/templates/t","mode":"440"}"#,
+            );
+        let m = Manifest::from_json(&json, Stage::Build).unwrap();
+        assert_eq!(m.counts(), (1, 1));
+        let [k, t] = &m.entries[..] else {
+            panic!("{:?}", m.entries)
+        };
+        assert_eq!(
+            (k.mode, k.key(), k.has_default_path()),
+            (0o640, "secret:k".into(), false)
+        );
+        assert!(
+            matches!(&k.source, Source::Secret { file, structured: Some((Format::Json, _)) } if file == "/s/k.age")
+        );
+        assert_eq!((t.mode, t.in_generation()), (0o440, "templates/t".into()));
+        assert!(matches!(&t.source, Source::Template { content } if content == "x"));
+    }
+
+    #[test]
+    fn reading_refuses_an_invalid_manifest_listing_every_problem() {
+        let json = BASE
+            .replace(
+                "SECRETS",
+                r#"{"name":"a","file":"/s/a.age","path":"/p","mode":"rw"},{"name":"a","file":"","path":"/q"}"#,
+            )
+            .replace("TEMPLATES", "");
+        for (stage, doing) in [
+            (Stage::Build, "checking the manifest"),
+            (Stage::Activation, "validating the manifest"),
+        ] {
+            let err = format!("{:#}", Manifest::from_json(&json, stage).unwrap_err());
+            assert_eq!(
+                err,
+                format!(
+                    "{doing}: age.secrets.\"a\".mode: mode `rw` is not an octal mode such as \"0400\" (symbolic chmod modes are not supported)\n  \
+                     age.secrets.\"a\" is declared twice\n  age.secrets.\"a\".file is empty"
+                )
+            );
+        }
     }
 
     #[test]
@@ -725,6 +856,7 @@ mod tests {
                 .replace("SECRETS", "")
                 .replace("TEMPLATES", "")
                 .replace("\"version\":1", "\"version\":2"),
+            Stage::Build,
         );
         assert!(format!("{:#}", e.unwrap_err()).contains("version 2 is not supported"));
         let e = Manifest::from_json(
@@ -734,6 +866,7 @@ mod tests {
                     r#"{"name":"a","file":"f","path":"/p","mood":"0400"}"#,
                 )
                 .replace("TEMPLATES", ""),
+            Stage::Build,
         );
         assert!(format!("{:#}", e.unwrap_err()).contains("unknown field `mood`"));
     }
@@ -806,7 +939,7 @@ mod tests {
         );
     }
 
-    fn errors_of(manifest: &Manifest) -> String {
+    fn errors_of(manifest: &Wire) -> String {
         manifest.validate().join("\n")
     }
 

@@ -26,7 +26,7 @@ use crate::platform::ramdisk;
 use crate::platform::secrets_fs::SecretsFs;
 use crate::structured;
 use fs::{FileId, Owner};
-use manifest::{Entry, Manifest, Mode, Source};
+use manifest::{Entry, Manifest, Mode, Source, Stage};
 use owners::Owners;
 use restart::{Change, Handoff, State, Units};
 use walk::Dir;
@@ -66,13 +66,12 @@ pub struct Outcome {
 
 /// Runs the phases `opts` asks for. `Err` means nothing could be installed at all.
 pub fn run(opts: &Options) -> Result<Outcome> {
-    let mut manifest = parse(&opts.manifest).context("reading the manifest")?;
     if opts.check {
-        return check(&manifest, !opts.skip_files).context("checking the manifest");
+        let manifest = Manifest::read(&opts.manifest, Stage::Build)?;
+        return Ok(check(&manifest, !opts.skip_files));
     }
-    manifest.expand().context("expanding home paths")?;
-    validate(&manifest).context("validating the manifest")?;
-    let entries = manifest.entries().context("validating the manifest")?;
+    let manifest = Manifest::read(&opts.manifest, Stage::Activation)?;
+    let entries = &manifest.entries;
     let mut outcome = Outcome::default();
     // Locked before mounting: two installers that both saw no ramfs would otherwise stack two
     // mounts on the mount point.
@@ -80,11 +79,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mount_dir = mount(&manifest).context("mounting the secrets filesystem")?;
     match opts.phase {
         Phase::Mount => {}
-        Phase::Install => install(&manifest, &entries, &mount_dir, &mut outcome)?,
-        Phase::Chown => chown(&manifest, &entries, &mount_dir, opts, &mut outcome)?,
+        Phase::Install => install(&manifest, entries, &mount_dir, &mut outcome)?,
+        Phase::Chown => chown(&manifest, entries, &mount_dir, opts, &mut outcome)?,
         Phase::All => {
-            install(&manifest, &entries, &mount_dir, &mut outcome)?;
-            chown(&manifest, &entries, &mount_dir, opts, &mut outcome)?;
+            install(&manifest, entries, &mount_dir, &mut outcome)?;
+            chown(&manifest, entries, &mount_dir, opts, &mut outcome)?;
         }
     }
     Ok(outcome)
@@ -115,39 +114,27 @@ fn install(m: &Manifest, entries: &[Entry], mount_dir: &Dir, outcome: &mut Outco
     Ok(())
 }
 
-/// Reads and parses the manifest.
-fn parse(path: &Path) -> Result<Manifest> {
-    Manifest::read(path)
-}
-
-/// Rejects a manifest that breaks any rule, listing every problem.
-fn validate(m: &Manifest) -> Result<()> {
-    let errors = m.validate();
-    if errors.is_empty() {
-        return Ok(());
-    }
-    bail!("{}", errors.join("\n  "))
-}
-
-/// `--check`: validation plus, unless skipped, the age header of every `.age` file.
-fn check(m: &Manifest, files: bool) -> Result<Outcome> {
-    validate(m)?;
+/// `--check` of a manifest [`Manifest::read`] has validated: unless skipped, the age header of
+/// every `.age` file.
+fn check(m: &Manifest, files: bool) -> Outcome {
     let mut outcome = Outcome::default();
     if files {
-        for s in &m.secrets {
-            if let Err(e) = decrypt::check_header(Path::new(&s.file)) {
-                outcome.failures.push(format!("secret `{}`: {e:#}", s.name));
+        for e in &m.entries {
+            let Source::Secret { file, .. } = &e.source else {
+                continue;
+            };
+            if let Err(err) = decrypt::check_header(Path::new(file)) {
+                outcome
+                    .failures
+                    .push(format!("secret `{}`: {err:#}", e.name));
             }
         }
     }
     if outcome.failures.is_empty() {
-        eprintln!(
-            "ragenix-install: manifest OK ({} secrets, {} templates)",
-            m.secrets.len(),
-            m.templates.len()
-        );
+        let (secrets, templates) = m.counts();
+        eprintln!("ragenix-install: manifest OK ({secrets} secrets, {templates} templates)");
     }
-    Ok(outcome)
+    outcome
 }
 
 /// Takes the installers' lock, a file beside the mount point (`/run/agenix.d.lock`), not the
@@ -280,7 +267,7 @@ fn keys(m: &Manifest) -> Result<Identities> {
     for w in warnings {
         eprintln!("ragenix-install: warning: {w}");
     }
-    if identities.list.is_empty() && !m.secrets.is_empty() {
+    if identities.list.is_empty() && m.entries.iter().any(Entry::is_secret) {
         eprintln!(
             "ragenix-install: warning: {}",
             decrypt::no_identity(&m.identity_paths)
@@ -645,13 +632,11 @@ impl<'a> NewGeneration<'a> {
     }
 
     fn report(&self, number: u64, pruned: &[u64]) {
-        let m = self.m;
+        let (secrets, templates) = self.m.counts();
         eprintln!(
-            "ragenix-install: generation {number}: {}/{} secrets, {}/{} templates installed{}",
-            m.secrets.len() - self.secrets_failed,
-            m.secrets.len(),
-            m.templates.len() - self.templates_failed,
-            m.templates.len(),
+            "ragenix-install: generation {number}: {}/{secrets} secrets, {}/{templates} templates installed{}",
+            secrets - self.secrets_failed,
+            templates - self.templates_failed,
             if pruned.is_empty() {
                 String::new()
             } else {

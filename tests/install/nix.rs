@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ragenix::install::manifest::{Manifest, PLACEHOLDER_PREFIX, PLACEHOLDER_SUFFIX};
+use ragenix::install::manifest::{Manifest, Source, Stage, PLACEHOLDER_PREFIX, PLACEHOLDER_SUFFIX};
 use serde_json::Value;
 
 use super::{meta, ns_test, stderr};
@@ -125,26 +125,33 @@ fn manifest_nix_fills_agenix_defaults_and_passes_validation() {
         r#"{ secrets.db = { file = "/s/db.age"; }; secrets.other = { name = "renamed"; file = "/s/o.age"; };
              identityPaths = [ /etc/ssh/ssh_host_ed25519_key ]; }"#,
     );
-    let m = Manifest::from_json(&json.to_string()).unwrap();
-    assert!(m.validate().is_empty(), "{:?}", m.validate());
+    // Reading validates: a manifest breaking any rule is an error listing the problems.
+    let m =
+        Manifest::from_json(&json.to_string(), Stage::Build).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(m.secrets_dir, "/run/agenix");
     assert_eq!(m.secrets_mount_point, "/run/agenix.d");
     assert_eq!(m.identity_paths, ["/etc/ssh/ssh_host_ed25519_key"]);
     assert_eq!(m.dir_group.as_deref(), Some("keys"));
-    let db = &m.secrets[0];
+    assert_eq!(m.counts(), (2, 0));
+    let db = &m.entries[0];
     assert_eq!(
         (
             db.name.as_str(),
             db.path.as_str(),
-            db.mode.as_str(),
+            db.mode,
             db.owner.as_str(),
             db.group.as_str(),
             db.symlink
         ),
-        ("db", "/run/agenix/db", "0400", "0", "0", true)
+        ("db", "/run/agenix/db", 0o400, "0", "0", true)
+    );
+    assert!(
+        matches!(&db.source, Source::Secret { file, structured: None } if file == "/s/db.age"),
+        "{:?}",
+        db.source
     );
     assert_eq!(
-        (m.secrets[1].name.as_str(), m.secrets[1].path.as_str()),
+        (m.entries[1].name.as_str(), m.entries[1].path.as_str()),
         ("renamed", "/run/agenix/renamed")
     );
 }
