@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::keys::Identities;
 use crate::rules::Generator;
-use crate::rules::{normalize, Recipient, Rules, Secret};
+use crate::rules::{escape_for_display, normalize, Recipient, Rules, Secret};
 use crate::structured::{self, Format, Key};
 
 /// Directories that hold version-control metadata, never secrets.
@@ -218,7 +218,7 @@ impl Report {
         let mut out = String::new();
         for s in &self.secrets {
             for f in &s.findings {
-                out.push_str(&printable(&format!("{}: {f}", s.name)));
+                out.push_str(&escape_for_display(&format!("{}: {f}", s.name)));
                 out.push('\n');
             }
         }
@@ -242,22 +242,6 @@ impl Report {
             )
         }
     }
-}
-
-/// `line` with control characters escaped (`\n`, `\u{1b}`): file names found in the
-/// repository and strings from the rules are the committer's choice, and a raw newline would
-/// let them write whole lines of a CI log (where `::error::` is a command), an ESC rewrite a
-/// terminal.
-fn printable(line: &str) -> String {
-    line.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// Checks every rule's file and looks for `.age` files no rule names.

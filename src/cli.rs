@@ -19,7 +19,7 @@ use crate::keys::{self, Identities};
 use crate::lock;
 use crate::output;
 use crate::prompt::TerminalPrompt;
-use crate::rules::{self, LoadOptions, Rules, Secret};
+use crate::rules::{self, escape_for_display, LoadOptions, Rules, Secret};
 use crate::structured::{self, Format, Key};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
@@ -155,7 +155,10 @@ pub fn main() -> ExitCode {
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) if e.is::<Reported>() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("ragenix: {e:#}");
+            // Errors quoting the rules author's text escape it where they are made; this keeps
+            // any ESC or CR a message still carries off the terminal, the lines it has intact.
+            let shown: Vec<String> = format!("{e:#}").lines().map(escape_for_display).collect();
+            eprintln!("ragenix: {}", shown.join("\n"));
             if let Some(h) = error::hint(&e) {
                 eprintln!("hint: {h}");
             }

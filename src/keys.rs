@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use base64::prelude::{Engine, BASE64_STANDARD_NO_PAD};
 
 use crate::error::UserError;
-use crate::rules::Recipient;
+use crate::rules::{escape_for_display, Recipient};
 
 /// A recipient we can encrypt to, shareable across rekey threads.
 pub type BoxRecipient = Box<dyn age::Recipient + Send + Sync>;
@@ -102,7 +102,10 @@ pub fn recipients(name: &str, keys: &[String]) -> Result<Vec<BoxRecipient>> {
             Ok(Recipient::X25519(r)) => out.push(Box::new(r)),
             Ok(Recipient::Ssh { recipient, .. }) => out.push(Box::new(recipient)),
             Ok(Recipient::Plugin(r)) => plugins.entry(r.plugin().to_owned()).or_default().push(r),
-            Err(why) => bail!("secret \"{name}\": invalid recipient \"{key}\": {why}"),
+            // The key is the rules author's string: escaped, so it stays on this one line.
+            Err(why) => bail!(escape_for_display(&format!(
+                "secret \"{name}\": invalid recipient \"{key}\": {why}"
+            ))),
         }
     }
     for (plugin_name, list) in plugins {

@@ -6,6 +6,26 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+/// `line` with control characters escaped (`\n`, `\u{1b}`), for text the rules author or a
+/// committer chooses: thrown messages, traces, rule and file names, lines of the rules file,
+/// what `nix-instantiate` echoes of them. A raw newline would let them write whole lines of a
+/// CI log (where `::error::` is a command), an ESC or CR rewrite a terminal. Applied to each
+/// piece as it is rendered, so the newlines ragenix itself puts between lines stay.
+pub fn escape_for_display(line: &str) -> String {
+    if !line.chars().any(char::is_control) {
+        return line.to_owned();
+    }
+    line.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A position: which loaded file, and a byte offset into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Pos {
@@ -139,11 +159,16 @@ impl EvalError {
 
     /// The full user-facing message: `file:line:col: error: …` and a source snippet.
     pub fn render(&self, sources: &Sources, fallback_file: &str) -> String {
-        let message = self.message(sources);
+        // The message may carry the author's text (`throw`, `abort`, a string in an
+        // `assert`), a file name theirs too: one line, escaped.
+        let message = escape_for_display(&self.message(sources));
         let Some(pos) = self.pos else {
-            return format!("{fallback_file}: error: {message}");
+            return format!("{}: error: {message}", escape_for_display(fallback_file));
         };
-        let mut out = format!("{}: error: {message}", sources.show(pos));
+        let mut out = format!(
+            "{}: error: {message}",
+            escape_for_display(&sources.show(pos))
+        );
         let src = sources.get(pos.file);
         let start = (pos.offset as usize).min(src.text.len());
         // Underline at most to the end of the line: rnix's error ranges can run to the end of
@@ -157,22 +182,63 @@ impl EvalError {
         while end < src.text.len() && !src.text.is_char_boundary(end) {
             end += 1;
         }
+        let (text, [start, end]) = escaped_source(&src.text, [start, end]);
         let report = miette::Report::new(
             miette::MietteDiagnostic::new(message)
                 .with_label(miette::LabeledSpan::at(start..end, "here")),
         )
-        .with_source_code(miette::NamedSource::new(&src.shown, src.text.to_string()));
+        .with_source_code(miette::NamedSource::new(&src.shown, text));
         let mut snippet = String::new();
         let handler =
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
                 .with_context_lines(1);
         if handler.render_report(&mut snippet, report.as_ref()).is_ok() {
-            // The first line repeats the message already in our header.
-            let body: Vec<&str> = snippet.lines().skip(1).collect();
+            // The first line repeats the message already in our header. The others quote the
+            // rules file's lines, which may hold an ESC or a CR.
+            let mut body: Vec<String> = snippet.lines().skip(1).map(escape_for_display).collect();
+            // miette counts the column in the escaped text; the position is the one in the
+            // header, as Nix counts it.
+            if let Some(line) = body.iter_mut().find(|l| l.trim_start().starts_with("╭─[")) {
+                if let Some(open) = line.find('[') {
+                    line.replace_range(
+                        open..,
+                        &format!("[{}]", escape_for_display(&sources.show(pos))),
+                    );
+                }
+            }
             let _ = write!(out, "\n{}", body.join("\n").trim_end());
         }
         out
     }
+}
+
+/// The rules file's text as the snippet shows it: control characters escaped but for the
+/// line breaks and tabs miette lays out itself, and `offsets` moved along, so the underline
+/// still points at the same character when an ESC precedes it on the line.
+fn escaped_source(text: &str, mut offsets: [usize; 2]) -> (String, [usize; 2]) {
+    let mut out = String::with_capacity(text.len());
+    let mut moved = [false; 2];
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        for (offset, moved) in offsets.iter_mut().zip(&mut moved) {
+            if !*moved && *offset == i {
+                *offset = out.len();
+                *moved = true;
+            }
+        }
+        let line_break = c == '\n' || (c == '\r' && chars.peek().is_some_and(|(_, n)| *n == '\n'));
+        if line_break || c == '\t' {
+            out.push(c);
+        } else {
+            out.push_str(&escape_for_display(c.encode_utf8(&mut [0; 4])));
+        }
+    }
+    for (offset, moved) in offsets.iter_mut().zip(moved) {
+        if !moved {
+            *offset = out.len();
+        }
+    }
+    (out, offsets)
 }
 
 /// Where a rules file's secrets and their attributes were defined, by position in name order
@@ -249,5 +315,32 @@ fn loc(sources: &Sources, pos: Pos) -> Loc {
         file: pos.file,
         line: line as u32,
         col: col as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(text: &str, offset: u32) -> String {
+        let mut sources = Sources::default();
+        let file = sources.add("s.nix".into(), PathBuf::from("/s.nix"), text.into());
+        let pos = Pos { file, offset };
+        EvalError::eval("x\n::error::y", Some(pos)).render(&sources, "s.nix")
+    }
+
+    #[test]
+    fn an_esc_on_the_line_is_escaped_and_the_underline_still_points_at_the_error() {
+        let text = "{\n  a = \"\u{1b}[2K\" + throw \"boom\";\n}\n";
+        let offset = text.find("throw").unwrap() as u32;
+        let out = render(text, offset);
+        assert!(!out.contains('\u{1b}'), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "s.nix:2:16: error: x\\n::error::y", "{out}");
+        assert!(lines[1].ends_with("[s.nix:2:16]"), "{out}");
+        let quoted = lines.iter().find(|l| l.contains("throw")).unwrap();
+        let mark = lines.iter().find(|l| l.contains('┬')).unwrap();
+        let col = |l: &str, pat: &str| l[..l.find(pat).unwrap()].chars().count();
+        assert_eq!(col(quoted, "throw"), col(mark, "┬"), "{out}");
     }
 }

@@ -20,6 +20,7 @@ mod testing;
 mod validate;
 mod value;
 
+pub use diag::escape_for_display;
 use eval::Locations;
 pub use generator::{Generator, GeneratorError, MAX_LEN};
 pub use recipient::Recipient;

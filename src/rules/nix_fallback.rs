@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value as Json;
 
-use super::{LoadOptions, RulesError, Sandbox};
+use super::{escape_for_display, LoadOptions, RulesError, Sandbox};
 
 /// Settings that keep `nix-instantiate` from reading outside the allowed paths or reaching the
 /// network: `restrict-eval` also empties `getEnv` and refuses `fetch*` of any URI not listed
@@ -110,14 +110,14 @@ pub(super) fn evaluate(
     if sandbox.is_confined() && stderr.contains("unknown setting") {
         return Err(RulesError::new(format!(
             "{shown}: this nix-instantiate cannot be confined (it does not know a setting \
-             ragenix relies on): {}; use Nix 2.4 or later, or pass --impure",
-            stderr.trim()
+             ragenix relies on); use Nix 2.4 or later, or pass --impure\n{}",
+            quoted(&stderr)
         )));
     }
     if !output.status.success() {
         return Err(RulesError::new(format!(
-            "{shown}: nix-instantiate failed: {}",
-            stderr.trim()
+            "{shown}: nix-instantiate failed:\n{}",
+            quoted(&stderr)
         )));
     }
     serde_json::from_slice(&output.stdout).map_err(|e| {
@@ -125,6 +125,18 @@ pub(super) fn evaluate(
             "{shown}: nix-instantiate printed invalid JSON: {e}"
         ))
     })
+}
+
+/// What `nix-instantiate` printed on stderr, each line escaped and started by
+/// `nix-instantiate: `: it echoes thrown messages and traces with their newlines, so a line of
+/// its own could be one of the rules author's choosing (a CI log's `::error::`).
+fn quoted(stderr: &str) -> String {
+    stderr
+        .trim_end()
+        .lines()
+        .map(|line| format!("nix-instantiate: {}", escape_for_display(line)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Whether `nix-instantiate` can be run at all.

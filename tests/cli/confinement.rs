@@ -570,3 +570,121 @@ fn file_names_in_the_repository_cannot_forge_lines_in_ci_logs() {
         );
     }
 }
+
+/// Whether a line of ragenix's output is one a CI runner would read as a workflow command
+/// (`::error::`, `::add-mask::`, or the older `##[error]`); the runner trims leading spaces.
+fn is_workflow_command(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("::") || line.starts_with("##[")
+}
+
+/// Asserts that none of `out`'s lines starts with the author's text and that no control
+/// character but newline reached it.
+fn assert_no_forged_line(what: &str, out: &std::process::Output) {
+    let (stdout, stderr) = output_text(out);
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{what}: a control character reached the output: {text:?}"
+        );
+        assert!(
+            !text.lines().any(is_workflow_command),
+            "{what}: the rules author wrote a line: {text}"
+        );
+    }
+}
+
+#[test]
+fn messages_the_rules_author_writes_cannot_forge_lines_in_ci_logs() {
+    // `throw`, `abort`, a failed `assert`, `trace` and a bad recipient all print text of the
+    // rules author's choosing; a newline in it would start a CI log line (`::error::` is a
+    // command there), an ESC (raw in the file: Nix has no escape for it) rewrite the terminal.
+    // The source snippet under an error shows the offending line, ESC included.
+    let forged = "x\\n::error file=a::FORGED\\n##[error]FORGED\u{1b}[2K\r::add-mask::y";
+    let u = Untrusted::new();
+    for (what, keys) in [
+        ("throw", format!("throw \"{forged}\"")),
+        ("abort", format!("abort \"{forged}\"")),
+        ("assert", format!("assert \"{forged}\" == \"\"; [ ]")),
+        (
+            "assert, multi-line",
+            "assert ''\n::error::FORGED\n'' == \"\"; [ ]".into(),
+        ),
+        ("trace", format!("builtins.trace \"{forged}\" [ ]")),
+        ("recipient", format!("[ \"{forged}\" ]")),
+        ("import", "import ./\"a\n::error::FORGED.nix\"".into()),
+    ] {
+        u.rules(&keys);
+        for action in ["--check", "--dump-rules", "-e"] {
+            let mut cmd = u.cmd();
+            if action == "-e" {
+                // Encrypting reads the recipients: the one action that rejects a bad one.
+                cmd.args(["-e", "a.age"]).env("EDITOR", "true");
+            } else {
+                cmd.arg(action);
+            }
+            let out = cmd.output().unwrap();
+            let (stdout, stderr) = output_text(&out);
+            match (what, action) {
+                ("trace", _) | ("recipient", "--dump-rules") => {}
+                ("recipient", "--check") => {
+                    assert_eq!(out.status.code(), Some(1), "{stdout}");
+                    assert!(stdout.contains("invalid recipient"), "{stdout}");
+                }
+                ("recipient", "-e") => {
+                    assert_eq!(out.status.code(), Some(1), "{stderr}");
+                    assert!(
+                        stderr.contains("invalid recipient \"x\\n::error"),
+                        "{stderr}"
+                    );
+                }
+                _ => {
+                    assert_eq!(out.status.code(), Some(1), "{what} {action}: {stderr}");
+                    assert!(
+                        stderr.contains("secrets.nix:2:"),
+                        "{what}: unlocated: {stderr}"
+                    );
+                }
+            }
+            assert_no_forged_line(&format!("{what} {action}"), &out);
+            if what == "throw" {
+                // Shown escaped, not dropped: the author's message is still readable.
+                assert!(
+                    stderr.contains("x\\n::error file=a::FORGED\\n##[error]FORGED\\u{1b}[2K"),
+                    "{stderr}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_nix_fallback_cannot_forge_lines_in_ci_logs() {
+    let test = "the_nix_fallback_cannot_forge_lines_in_ci_logs";
+    if !require_program(test, "nix-instantiate") {
+        return;
+    }
+    // `hashString "md5"` sends the file to nix-instantiate, whose error echoes the thrown text
+    // (and whose traces print it) with its newlines.
+    let u = Untrusted::new();
+    let forged = "x\\n::error file=a::FORGED\u{1b}[2K\r::add-mask::y";
+    for (what, tail) in [
+        ("throw", format!("throw \"{forged}\"")),
+        (
+            "trace",
+            format!("builtins.trace \"{forged}\" (throw \"stop\")"),
+        ),
+    ] {
+        u.rules(&format!(
+            "builtins.seq (builtins.hashString \"md5\" \"k\") ({tail})"
+        ));
+        for action in ["--check", "--dump-rules"] {
+            let out = u.cmd().arg(action).output().unwrap();
+            let (_, stderr) = output_text(&out);
+            assert_eq!(out.status.code(), Some(1), "{what} {action}: {stderr}");
+            assert!(stderr.contains("nix-instantiate failed"), "{stderr}");
+            assert!(stderr.contains("::error file=a::FORGED"), "{stderr}");
+            assert_no_forged_line(&format!("fallback {what} {action}"), &out);
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use super::super::diag::{EvalError, Pos};
+use super::super::diag::{escape_for_display, EvalError, Pos};
 use super::super::eval::{type_error_opt, Evaluator};
 use super::super::lower::Param;
 use super::super::value::{AttrsBuilder, ThunkId, Value};
@@ -78,7 +78,8 @@ pub(super) fn trace(ev: &mut Evaluator, a: &[ThunkId], p: Option<Pos>) -> Result
             Err(_) => format!("<{}>", other.type_of()),
         },
     };
-    eprintln!("trace: {shown}");
+    // The author's text, on a line of its own that `trace: ` starts.
+    eprintln!("trace: {}", escape_for_display(&shown));
     ev.force(a[1], p)
 }
 
