@@ -1319,3 +1319,63 @@ pub(crate) fn canon_path(path: &str) -> PathBuf {
     }
     PathBuf::from(format!("/{}", parts.join("/")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lowers `src` both ways: the green walk, and rnix's typed AST from the root (the walk
+    /// the green one must match, expression for expression and error location for location).
+    fn both(src: &str) -> (String, String) {
+        let parse = rnix::Root::parse(src);
+        assert!(parse.errors().is_empty(), "{src}: {:?}", parse.errors());
+        let globals: HashMap<Rc<str>, u32> = ["builtins", "true", "false", "null", "import"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (Rc::from(*n), i as u32))
+            .collect();
+        let dir = Path::new("/r");
+        let mut names = Names::default();
+        let green = Lowerer::new(0, dir, globals.clone(), None, &mut names)
+            .lower_file(parse.syntax().green());
+        let mut names = Names::default();
+        let typed = Lowerer::new(0, dir, globals, None, &mut names).lower(
+            Some(ast::Expr::Root(parse.tree())),
+            Pos { file: 0, offset: 0 },
+        );
+        (format!("{green:?}"), format!("{typed:?}"))
+    }
+
+    #[test]
+    fn green_walk_lowers_and_locates_errors_as_the_typed_ast_does() {
+        let cases = [
+            r#"let k = import ./k.nix; a = [ k.u0 k.u1 ]; in { "s/a.age".publicKeys = a ++ [ k.u2 ]; "s/b.age" = { publicKeys = a; armor = true; }; }"#,
+            "{ a.b = 1; a.c = 2; a = { d = 3; }; }",
+            "{ a = { b = 1; }; a.b = 2; }",
+            "{ x = 1;\n  y.z = 2;\n  y.z = 3; }",
+            "{ a = 1; \"a\" = 2; }",
+            "{ ${\"a\"} = 1; a = 2; }",
+            "{ \"a\\n\" = 1; \"a${toString 1}\" = 2; }",
+            "let a = 1; inherit (builtins) map; in { inherit a; b = map (x: x) [ a ]; }",
+            "let ${\"a\"} = 1; in a",
+            "rec { a = 1; b = a; inherit a; }",
+            "{ a = [ 1 2.5 \"x\" ''y'' ./p ~/q <n> (x: x) ]; }",
+            "{ a = nope; }",
+            "[ 1 (f: { a = f; }) { b = missing; } ]",
+            "{ a = x: { ${x} = 1; }; b = with builtins; undefinedHere; }",
+            "{ a.\"b\".c = 1 + 2 * 3 - 4 / 5; d = !true || false && null == null; e = -1; }",
+            "{ a = { b = 1; }.b or 2; c = { } ? x; d = {}.${\"e\"}; f = __curPos; }",
+            "{ a = 1 |> 2; }",
+            "{ or = 1; b = { or = 2; }.or; }",
+            "let f = { a, b ? 1, ... }@c: a; in f { a = 1; }",
+            "{ a = if true then 1 else 2; b = assert true; 3; }",
+            "((({ a = (({ b = 1; })); a.c = 2; })))",
+            "{ a = { inherit b; }; }",
+            "{ inherit (x) y; }",
+        ];
+        for src in cases {
+            let (green, typed) = both(src);
+            assert_eq!(green, typed, "{src}");
+        }
+    }
+}
