@@ -1,6 +1,9 @@
 //! Lowering: rnix's syntax tree into the evaluator's expression tree. Does what Nix's own parser
 //! does beyond syntax: merges nested attribute paths, rejects duplicate attributes, resolves
 //! variables statically (unknown names outside `with` are errors even in unused code).
+//! The forms rules files are made of are read from rnix's green tree, offsets counted on the way
+//! down (rowan's red cursors cost one allocation per node visited); the rest through rnix's
+//! typed AST, in a red tree rooted at the node.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
