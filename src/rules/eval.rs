@@ -984,13 +984,7 @@ impl Evaluator {
             self.home.as_deref(),
             &mut self.names,
         );
-        let expr = lowerer.lower(
-            Some(rnix::ast::Expr::Root(parse.tree())),
-            Pos {
-                file: id,
-                offset: 0,
-            },
-        );
+        let expr = lowerer.lower_file(parse.syntax().green());
         // The syntax tree is not needed once lowered.
         drop(parse);
         let expr = expr?;

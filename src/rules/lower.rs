@@ -1,13 +1,18 @@
 //! Lowering: rnix's syntax tree into the evaluator's expression tree. Does what Nix's own parser
 //! does beyond syntax: merges nested attribute paths, rejects duplicate attributes, resolves
 //! variables statically (unknown names outside `with` are errors even in unused code).
+//! The forms rules files are made of are read from rnix's green tree, offsets counted on the way
+//! down (rowan's red cursors cost one allocation per node visited); the rest through rnix's
+//! typed AST, in a red tree rooted at the node.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rnix::ast::{self, AstToken, HasEntry, InterpolPart};
+use rnix::SyntaxKind::{self, *};
 use rowan::ast::AstNode;
+use rowan::{GreenNodeData, GreenTokenData, Language as _, NodeOrToken};
 
 use super::diag::{EvalError, Pos};
 
@@ -164,27 +169,47 @@ pub(crate) struct Lowerer<'a> {
     depth: u32,
     home: Option<&'a Path>,
     names: &'a mut Names,
+    /// Offset in the file of the red tree being walked: red trees are made only for the rare
+    /// nodes the green walk leaves to rnix's typed AST, each rooted at that node.
+    base: u32,
+}
+
+/// A node to lower: most are read straight from rnix's green tree (with their offset in the
+/// file), which makes no rowan cursor; the rest go through rnix's typed AST, rooted at the node
+/// (whose offset in the file is the second field).
+#[derive(Clone)]
+enum Syn<'g> {
+    Green(&'g GreenNodeData, u32),
+    Red(ast::Expr, u32),
+}
+
+/// One step of an attribute path: a name known before evaluation, or an attribute to lower
+/// (from a red tree rooted at the given offset).
+#[derive(Clone)]
+enum Key {
+    Static(Rc<str>),
+    Dynamic(ast::Attr, u32),
 }
 
 /// A set's bindings before lowering, so that `a.b = …; a.c = …;` can merge as in Nix.
-struct Tree {
+struct Tree<'g> {
     rec: bool,
     /// Index of each name in `entries`, once there are too many to search (most sets in a
     /// rules file have one or two attributes, and there are thousands of them).
     names: Option<HashMap<Rc<str>, usize>>,
-    entries: Vec<(Rc<str>, Entry)>,
-    dynamics: Vec<(ast::Attr, TreeValue, Pos)>,
+    entries: Vec<(Rc<str>, Entry<'g>)>,
+    dynamics: Vec<(ast::Attr, u32, TreeValue<'g>, Pos)>,
 }
 
-enum Entry {
-    Value(ast::Expr, Pos),
-    Nested(Tree, Pos),
-    Inherit(Option<ast::Expr>, Pos),
+enum Entry<'g> {
+    Value(Syn<'g>, Pos),
+    Nested(Tree<'g>, Pos),
+    Inherit(Option<Syn<'g>>, Pos),
 }
 
-enum TreeValue {
-    Expr(ast::Expr),
-    Nested(Tree),
+enum TreeValue<'g> {
+    Expr(Syn<'g>),
+    Nested(Tree<'g>),
 }
 
 impl<'a> Lowerer<'a> {
@@ -203,13 +228,14 @@ impl<'a> Lowerer<'a> {
             depth: 0,
             home,
             names,
+            base: 0,
         }
     }
 
     fn pos(&self, node: &impl AstNode) -> Pos {
         Pos {
             file: self.file,
-            offset: node.syntax().text_range().start().into(),
+            offset: self.base + u32::from(node.syntax().text_range().start()),
         }
     }
 
@@ -331,28 +357,7 @@ impl<'a> Lowerer<'a> {
                 }
             }
             ast::Expr::BinOp(b) => {
-                use ast::BinOpKind as K;
-                let op = match b.operator() {
-                    Some(K::Concat) => BinOp::Concat,
-                    Some(K::Update) => BinOp::Update,
-                    Some(K::Add) => BinOp::Add,
-                    Some(K::Sub) => BinOp::Sub,
-                    Some(K::Mul) => BinOp::Mul,
-                    Some(K::Div) => BinOp::Div,
-                    Some(K::And) => BinOp::And,
-                    Some(K::Or) => BinOp::Or,
-                    Some(K::Implication) => BinOp::Impl,
-                    Some(K::Equal) => BinOp::Eq,
-                    Some(K::NotEqual) => BinOp::Ne,
-                    Some(K::Less) => BinOp::Lt,
-                    Some(K::LessOrEq) => BinOp::Le,
-                    Some(K::More) => BinOp::Gt,
-                    Some(K::MoreOrEq) => BinOp::Ge,
-                    Some(K::PipeLeft | K::PipeRight) => {
-                        return Err(EvalError::unsupported("the pipe operator", Some(pos)))
-                    }
-                    None => return Err(EvalError::syntax("missing operator", pos, 1)),
-                };
+                let op = bin_op(b.operator(), pos)?;
                 Expr::Bin(
                     op,
                     self.lower(b.lhs(), pos)?,
@@ -387,6 +392,157 @@ impl<'a> Lowerer<'a> {
                 return Err(EvalError::syntax("syntax error", pos, Self::len(&e)));
             }
         })
+    }
+
+    fn at(&self, offset: u32) -> Pos {
+        Pos {
+            file: self.file,
+            offset,
+        }
+    }
+
+    /// Lowers a whole file from its green tree.
+    pub fn lower_file(&mut self, root: &GreenNodeData) -> Result<ExprRef, EvalError> {
+        self.lower_green(Some((root, 0)), self.at(0))
+    }
+
+    fn lower_syn(&mut self, syn: Syn<'_>, parent: Pos) -> Result<ExprRef, EvalError> {
+        match syn {
+            Syn::Green(node, offset) => self.lower_green(Some((node, offset)), parent),
+            Syn::Red(expr, base) => {
+                let saved = std::mem::replace(&mut self.base, base);
+                let out = self.lower(Some(expr), parent);
+                self.base = saved;
+                out
+            }
+        }
+    }
+
+    /// [`Self::lower`] on the green tree.
+    fn lower_green(
+        &mut self,
+        node: Option<(&GreenNodeData, u32)>,
+        parent: Pos,
+    ) -> Result<ExprRef, EvalError> {
+        let Some((node, offset)) = node else {
+            return Err(EvalError::syntax("missing expression", parent, 1));
+        };
+        self.depth += 1;
+        if self.depth > MAX_LOWER_DEPTH {
+            return Err(EvalError::unsupported(
+                "an expression nested this deeply",
+                Some(self.at(offset)),
+            ));
+        }
+        let out = self.lower_green_inner(node, offset);
+        self.depth -= 1;
+        out.map(Rc::new)
+    }
+
+    /// The forms a rules file is mostly made of; anything else (and any of these in a shape
+    /// the green walk does not read, like a string with escapes) goes through the typed AST.
+    fn lower_green_inner(&mut self, node: &GreenNodeData, offset: u32) -> Result<Expr, EvalError> {
+        let pos = self.at(offset);
+        Ok(match kind(node) {
+            NODE_ROOT | NODE_PAREN => {
+                return self
+                    .lower_green(nth_expr(node, offset, 0), pos)
+                    .map(unwrap_rc)
+            }
+            NODE_IDENT => match single_token(node) {
+                Some(token) => {
+                    let name = self.names.get(token.text());
+                    self.lower_var(&name, pos)?
+                }
+                None => return self.lower_red(node, offset),
+            },
+            NODE_STRING => match green_plain_literal(node, self.names) {
+                Some(text) => Expr::Str(text),
+                None => return self.lower_red(node, offset),
+            },
+            NODE_LIST => {
+                let mut items = Vec::new();
+                for (item, off) in green_nodes(node, offset) {
+                    if is_expr(kind(item)) {
+                        items.push(self.lower_green(Some((item, off)), pos)?);
+                    }
+                }
+                Expr::List(items)
+            }
+            NODE_SELECT => {
+                let path = green_nodes(node, offset).find(|(n, _)| kind(n) == NODE_ATTRPATH);
+                let mut keys = Vec::new();
+                if let Some((path, off)) = path {
+                    for (attr, _) in green_nodes(path, off) {
+                        match green_static_name(attr, self.names) {
+                            Some(name) => keys.push(AttrKey::Static(name)),
+                            None => return self.lower_red(node, offset),
+                        }
+                    }
+                }
+                let expr = self.lower_green(nth_expr(node, offset, 0), pos)?;
+                if path.is_none() {
+                    return Err(EvalError::syntax("missing attribute path", pos, 1));
+                }
+                let default = match nth_expr(node, offset, 1) {
+                    Some(d) => Some(self.lower_green(Some(d), pos)?),
+                    None => None,
+                };
+                Expr::Select {
+                    expr,
+                    path: keys.into(),
+                    default,
+                    pos,
+                }
+            }
+            NODE_APPLY => {
+                let f = self.lower_green(nth_expr(node, offset, 0), pos)?;
+                let arg = self.lower_green(nth_expr(node, offset, 1), pos)?;
+                Expr::Apply(f, arg, pos)
+            }
+            NODE_BIN_OP => {
+                let op = node.children().find_map(|c| {
+                    let token = c.into_token()?;
+                    ast::BinOpKind::from_kind(rnix::NixLanguage::kind_from_raw(token.kind()))
+                });
+                let op = bin_op(op, pos)?;
+                Expr::Bin(
+                    op,
+                    self.lower_green(nth_expr(node, offset, 0), pos)?,
+                    self.lower_green(nth_expr(node, offset, 1), pos)?,
+                    pos,
+                )
+            }
+            NODE_ATTR_SET => {
+                let tree = self.collect_green(node, offset, has_rec(node), false)?;
+                Expr::Attrs(Rc::new(self.lower_tree(tree, pos)?))
+            }
+            NODE_LET_IN => {
+                let tree = self.collect_green(node, offset, true, true)?;
+                let names = tree.scope_names();
+                self.scopes.push(Scope::Static(names));
+                let out = (|| {
+                    let def = self.lower_tree_in_scope(tree)?;
+                    let body = self.lower_green(nth_expr(node, offset, 0), pos)?;
+                    Ok(Expr::Let(Rc::new(def), body))
+                })();
+                self.scopes.pop();
+                out?
+            }
+            _ => return self.lower_red(node, offset),
+        })
+    }
+
+    /// Lowers `node` through rnix's typed AST, in a red tree rooted at it.
+    fn lower_red(&mut self, node: &GreenNodeData, offset: u32) -> Result<Expr, EvalError> {
+        let red = rnix::SyntaxNode::new_root(node.to_owned());
+        let Some(expr) = ast::Expr::cast(red) else {
+            unreachable!("only expressions are lowered")
+        };
+        let saved = std::mem::replace(&mut self.base, offset);
+        let out = self.lower_inner(expr);
+        self.base = saved;
+        out
     }
 
     fn lower_var(&self, name: &str, pos: Pos) -> Result<Expr, EvalError> {
@@ -573,78 +729,162 @@ impl<'a> Lowerer<'a> {
 
     /// Gathers a set's or let's bindings, merging attribute paths and rejecting duplicates
     /// exactly where Nix's parser does.
-    fn collect_tree(
+    fn collect_tree<'g>(
         &mut self,
         node: &impl HasEntry,
         rec: bool,
         is_let: bool,
-    ) -> Result<Tree, EvalError> {
+    ) -> Result<Tree<'g>, EvalError> {
         let mut tree = Tree::new(rec);
         for entry in node.entries() {
-            match entry {
-                ast::Entry::Inherit(inh) => {
-                    let from = inh.from().and_then(|f| f.expr());
-                    for attr in inh.attrs() {
-                        let apos = self.pos(&attr);
-                        let Some(name) = static_name(&attr, self.names) else {
-                            return Err(EvalError::eval(
-                                "dynamic attributes not allowed in inherit",
-                                Some(apos),
-                            ));
-                        };
-                        if let Some(i) = tree.find(&name) {
-                            return Err(dup_error(&name, apos, entry_pos(&tree.entries[i].1)));
-                        }
-                        tree.insert(name, Entry::Inherit(from.clone(), apos));
-                    }
-                }
-                ast::Entry::AttrpathValue(av) => {
-                    let Some(path) = av.attrpath() else {
-                        return Err(EvalError::syntax(
-                            "missing attribute path",
-                            self.pos(&av),
-                            1,
-                        ));
-                    };
-                    let Some(value) = av.value() else {
-                        return Err(EvalError::syntax("missing value", self.pos(&av), 1));
-                    };
-                    let ppos = self.pos(&path);
-                    let attrs: Vec<ast::Attr> = path.attrs().collect();
-                    if is_let && static_name(&attrs[0], self.names).is_none() {
-                        return Err(EvalError::eval(
-                            "dynamic attributes not allowed in let",
-                            Some(ppos),
-                        ));
-                    }
-                    self.add_attr(&mut tree, &attrs, value, ppos)?;
-                }
-            }
+            self.collect_entry(&mut tree, entry, is_let)?;
         }
         Ok(tree)
     }
 
-    fn add_attr(
+    fn collect_entry<'g>(
         &mut self,
-        tree: &mut Tree,
-        attrs: &[ast::Attr],
-        value: ast::Expr,
+        tree: &mut Tree<'g>,
+        entry: ast::Entry,
+        is_let: bool,
+    ) -> Result<(), EvalError> {
+        match entry {
+            ast::Entry::Inherit(inh) => {
+                let from = inh
+                    .from()
+                    .and_then(|f| f.expr())
+                    .map(|e| Syn::Red(e, self.base));
+                for attr in inh.attrs() {
+                    let apos = self.pos(&attr);
+                    let Some(name) = static_name(&attr, self.names) else {
+                        return Err(EvalError::eval(
+                            "dynamic attributes not allowed in inherit",
+                            Some(apos),
+                        ));
+                    };
+                    if let Some(i) = tree.find(&name) {
+                        return Err(dup_error(&name, apos, entry_pos(&tree.entries[i].1)));
+                    }
+                    tree.insert(name, Entry::Inherit(from.clone(), apos));
+                }
+            }
+            ast::Entry::AttrpathValue(av) => {
+                let Some(path) = av.attrpath() else {
+                    return Err(EvalError::syntax(
+                        "missing attribute path",
+                        self.pos(&av),
+                        1,
+                    ));
+                };
+                let Some(value) = av.value() else {
+                    return Err(EvalError::syntax("missing value", self.pos(&av), 1));
+                };
+                let ppos = self.pos(&path);
+                let base = self.base;
+                let keys: Vec<Key> = path
+                    .attrs()
+                    .map(|a| match static_name(&a, self.names) {
+                        Some(name) => Key::Static(name),
+                        None => Key::Dynamic(a, base),
+                    })
+                    .collect();
+                if is_let && matches!(keys[0], Key::Dynamic(..)) {
+                    return Err(EvalError::eval(
+                        "dynamic attributes not allowed in let",
+                        Some(ppos),
+                    ));
+                }
+                self.add_attr(tree, &keys, Syn::Red(value, base), ppos)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::collect_tree`] on the green tree: entries whose path is made of plain names are
+    /// read there, any other entry through the typed AST.
+    fn collect_green<'g>(
+        &mut self,
+        node: &'g GreenNodeData,
+        offset: u32,
+        rec: bool,
+        is_let: bool,
+    ) -> Result<Tree<'g>, EvalError> {
+        let mut tree = Tree::new(rec);
+        let mut keys = Vec::new();
+        for (child, off) in green_nodes(node, offset) {
+            match kind(child) {
+                NODE_ATTRPATH_VALUE => {}
+                NODE_INHERIT => {
+                    self.red_entry(&mut tree, child, off, is_let)?;
+                    continue;
+                }
+                _ => continue,
+            }
+            let path = green_nodes(child, off).find(|(n, _)| kind(n) == NODE_ATTRPATH);
+            let value = green_nodes(child, off).find(|(n, _)| is_expr(kind(n)));
+            let (Some((path, ppos)), Some(value)) = (path, value) else {
+                self.red_entry(&mut tree, child, off, is_let)?;
+                continue;
+            };
+            keys.clear();
+            for (attr, _) in green_nodes(path, ppos) {
+                match green_static_name(attr, self.names) {
+                    Some(name) => keys.push(Key::Static(name)),
+                    None => break,
+                }
+            }
+            if keys.len() != green_nodes(path, ppos).count() || keys.is_empty() {
+                self.red_entry(&mut tree, child, off, is_let)?;
+                continue;
+            }
+            let pos = self.at(ppos);
+            self.add_attr(&mut tree, &keys, Syn::Green(value.0, value.1), pos)?;
+        }
+        Ok(tree)
+    }
+
+    /// One entry of a green set, through the typed AST.
+    fn red_entry<'g>(
+        &mut self,
+        tree: &mut Tree<'g>,
+        node: &GreenNodeData,
+        offset: u32,
+        is_let: bool,
+    ) -> Result<(), EvalError> {
+        let red = rnix::SyntaxNode::new_root(node.to_owned());
+        let Some(entry) = ast::Entry::cast(red) else {
+            unreachable!("only entries are passed")
+        };
+        let saved = std::mem::replace(&mut self.base, offset);
+        let out = self.collect_entry(tree, entry, is_let);
+        self.base = saved;
+        out
+    }
+
+    fn add_attr<'g>(
+        &mut self,
+        tree: &mut Tree<'g>,
+        attrs: &[Key],
+        value: Syn<'g>,
         pos: Pos,
     ) -> Result<(), EvalError> {
         let shown = || show_path(attrs);
         let mut cur = tree;
         for (i, attr) in attrs.iter().enumerate() {
             let last = i + 1 == attrs.len();
-            let Some(name) = static_name(attr, self.names) else {
-                let rest = if last {
-                    TreeValue::Expr(value)
-                } else {
-                    let mut nested = Tree::new(false);
-                    self.add_attr(&mut nested, &attrs[i + 1..], value, pos)?;
-                    TreeValue::Nested(nested)
-                };
-                cur.dynamics.push((attr.clone(), rest, pos));
-                return Ok(());
+            let name = match attr {
+                Key::Static(name) => name.clone(),
+                Key::Dynamic(attr, base) => {
+                    let rest = if last {
+                        TreeValue::Expr(value)
+                    } else {
+                        let mut nested = Tree::new(false);
+                        self.add_attr(&mut nested, &attrs[i + 1..], value, pos)?;
+                        TreeValue::Nested(nested)
+                    };
+                    cur.dynamics.push((attr.clone(), *base, rest, pos));
+                    return Ok(());
+                }
             };
             if last {
                 let new = self.value_entry(value, pos)?;
@@ -690,23 +930,42 @@ impl<'a> Lowerer<'a> {
     }
 
     /// A bound value; a literal attribute set stays open for merging with later paths.
-    fn value_entry(&mut self, value: ast::Expr, pos: Pos) -> Result<Entry, EvalError> {
-        let mut inner = value.clone();
-        while let ast::Expr::Paren(p) = &inner {
-            match p.expr() {
-                Some(e) => inner = e,
-                None => break,
+    fn value_entry<'g>(&mut self, value: Syn<'g>, pos: Pos) -> Result<Entry<'g>, EvalError> {
+        match &value {
+            Syn::Green(node, offset) => {
+                let (mut inner, mut off) = (*node, *offset);
+                while kind(inner) == NODE_PAREN {
+                    match nth_expr(inner, off, 0) {
+                        Some((n, o)) => (inner, off) = (n, o),
+                        None => break,
+                    }
+                }
+                if kind(inner) == NODE_ATTR_SET {
+                    let tree = self.collect_green(inner, off, has_rec(inner), false)?;
+                    return Ok(Entry::Nested(tree, pos));
+                }
             }
-        }
-        if let ast::Expr::AttrSet(set) = &inner {
-            let tree = self.collect_tree(set, set.rec_token().is_some(), false)?;
-            return Ok(Entry::Nested(tree, pos));
+            Syn::Red(red, base) => {
+                let mut inner = red.clone();
+                while let ast::Expr::Paren(p) = &inner {
+                    match p.expr() {
+                        Some(e) => inner = e,
+                        None => break,
+                    }
+                }
+                if let ast::Expr::AttrSet(set) = &inner {
+                    let saved = std::mem::replace(&mut self.base, *base);
+                    let tree = self.collect_tree(set, set.rec_token().is_some(), false);
+                    self.base = saved;
+                    return Ok(Entry::Nested(tree?, pos));
+                }
+            }
         }
         Ok(Entry::Value(value, pos))
     }
 
     /// Lowers a set: for `rec`, in a new scope of its static names.
-    fn lower_tree(&mut self, tree: Tree, pos: Pos) -> Result<AttrsDef, EvalError> {
+    fn lower_tree(&mut self, tree: Tree<'_>, pos: Pos) -> Result<AttrsDef, EvalError> {
         self.depth += 1;
         if self.depth > MAX_LOWER_DEPTH {
             return Err(EvalError::unsupported(
@@ -727,12 +986,12 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Lowers bindings, assuming the `rec`/`let` scope (if any) is already pushed.
-    fn lower_tree_in_scope(&mut self, tree: Tree) -> Result<AttrsDef, EvalError> {
+    fn lower_tree_in_scope(&mut self, tree: Tree<'_>) -> Result<AttrsDef, EvalError> {
         let rec = tree.rec;
         let mut statics = Vec::with_capacity(tree.entries.len());
         for (name, entry) in tree.entries {
             let (value, outer, pos) = match entry {
-                Entry::Value(e, pos) => (self.lower(Some(e), pos)?, false, pos),
+                Entry::Value(e, pos) => (self.lower_syn(e, pos)?, false, pos),
                 Entry::Nested(t, pos) => (
                     Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t, pos)?))),
                     false,
@@ -751,7 +1010,7 @@ impl<'a> Lowerer<'a> {
                     (Rc::new(value), rec, pos)
                 }
                 Entry::Inherit(Some(from), pos) => {
-                    let expr = self.lower(Some(from), pos)?;
+                    let expr = self.lower_syn(from, pos)?;
                     let select = Expr::Select {
                         expr,
                         path: Box::new([AttrKey::Static(name.clone())]),
@@ -769,13 +1028,16 @@ impl<'a> Lowerer<'a> {
             });
         }
         let mut dynamics = Vec::new();
-        for (attr, value, pos) in tree.dynamics {
-            let name = match self.lower_key(&attr)? {
+        for (attr, base, value, pos) in tree.dynamics {
+            let saved = std::mem::replace(&mut self.base, base);
+            let key = self.lower_key(&attr);
+            self.base = saved;
+            let name = match key? {
                 AttrKey::Dynamic(e, _) => e,
                 AttrKey::Static(s) => Rc::new(Expr::Str(s)),
             };
             let value = match value {
-                TreeValue::Expr(e) => self.lower(Some(e), pos)?,
+                TreeValue::Expr(e) => self.lower_syn(e, pos)?,
                 TreeValue::Nested(t) => Rc::new(Expr::Attrs(Rc::new(self.lower_tree(t, pos)?))),
             };
             dynamics.push(DynBinding { name, value, pos });
@@ -788,7 +1050,7 @@ impl<'a> Lowerer<'a> {
     }
 }
 
-impl Tree {
+impl<'g> Tree<'g> {
     fn new(rec: bool) -> Self {
         Tree {
             rec,
@@ -800,7 +1062,7 @@ impl Tree {
 
     const SEARCHED: usize = 8;
 
-    fn insert(&mut self, name: Rc<str>, entry: Entry) {
+    fn insert(&mut self, name: Rc<str>, entry: Entry<'g>) {
         match &mut self.names {
             Some(names) => {
                 names.insert(name.clone(), self.entries.len());
@@ -859,35 +1121,142 @@ fn unwrap_rc(e: ExprRef) -> Expr {
 /// which dominated lowering large files.
 fn ident_name(id: &ast::Ident, names: &mut Names) -> Rc<str> {
     let node = id.syntax();
-    let green = node.green();
-    let mut children = green.children();
-    match (children.next(), children.next()) {
-        (Some(rowan::NodeOrToken::Token(t)), None) => names.get(t.text()),
-        _ => names.get(&node.text().to_string()),
+    match single_token(node.green()) {
+        Some(token) => names.get(token.text()),
+        None => names.get(&node.text().to_string()),
     }
 }
 
 /// The value of a `"…"` string made of one literal without escapes (most attribute names);
 /// `None` for anything else, which goes through rnix's full unescaping.
 fn plain_literal(s: &ast::Str, names: &mut Names) -> Option<Rc<str>> {
-    use rnix::SyntaxKind::{TOKEN_STRING_CONTENT, TOKEN_STRING_END, TOKEN_STRING_START};
-    use rowan::Language as _;
-    let kind = |t: &rowan::GreenTokenData| rnix::NixLanguage::kind_from_raw(t.kind());
-    let green = s.syntax().green();
-    let mut children = green.children();
+    green_plain_literal(s.syntax().green(), names)
+}
+
+fn green_plain_literal(node: &GreenNodeData, names: &mut Names) -> Option<Rc<str>> {
+    let token_kind = |t: &GreenTokenData| rnix::NixLanguage::kind_from_raw(t.kind());
+    let mut children = node.children();
     let start = children.next()?.into_token()?;
-    if kind(start) != TOKEN_STRING_START || start.text() != "\"" {
+    if token_kind(start) != TOKEN_STRING_START || start.text() != "\"" {
         return None;
     }
     let next = children.next()?.into_token()?;
-    let (text, end) = match kind(next) {
+    let (text, end) = match token_kind(next) {
         TOKEN_STRING_END => (names.get(""), next),
         TOKEN_STRING_CONTENT if !next.text().contains(['\\', '"']) => {
             (names.get(next.text()), children.next()?.into_token()?)
         }
         _ => return None,
     };
-    (kind(end) == TOKEN_STRING_END && children.next().is_none()).then_some(text)
+    (token_kind(end) == TOKEN_STRING_END && children.next().is_none()).then_some(text)
+}
+
+/// An attribute name read from the green tree: an identifier or a plain string; `None` for
+/// anything the typed AST must read.
+fn green_static_name(node: &GreenNodeData, names: &mut Names) -> Option<Rc<str>> {
+    match kind(node) {
+        NODE_IDENT => Some(names.get(single_token(node)?.text())),
+        NODE_STRING => green_plain_literal(node, names),
+        _ => None,
+    }
+}
+
+fn kind(node: &GreenNodeData) -> SyntaxKind {
+    rnix::NixLanguage::kind_from_raw(node.kind())
+}
+
+/// Node kinds that are expressions, as rnix's `ast::Expr` casts them.
+fn is_expr(kind: SyntaxKind) -> bool {
+    matches!(
+        kind,
+        NODE_APPLY
+            | NODE_ASSERT
+            | NODE_ERROR
+            | NODE_IF_ELSE
+            | NODE_SELECT
+            | NODE_STRING
+            | NODE_PATH_ABS
+            | NODE_PATH_REL
+            | NODE_PATH_HOME
+            | NODE_PATH_SEARCH
+            | NODE_LITERAL
+            | NODE_LAMBDA
+            | NODE_LEGACY_LET
+            | NODE_LET_IN
+            | NODE_LIST
+            | NODE_BIN_OP
+            | NODE_PAREN
+            | NODE_ROOT
+            | NODE_ATTR_SET
+            | NODE_UNARY_OP
+            | NODE_IDENT
+            | NODE_WITH
+            | NODE_HAS_ATTR
+            | NODE_CUR_POS
+    )
+}
+
+/// The child nodes of `node` (which starts at `offset`), each with its own offset.
+fn green_nodes(
+    node: &GreenNodeData,
+    offset: u32,
+) -> impl Iterator<Item = (&GreenNodeData, u32)> + '_ {
+    node.children()
+        .scan(offset, |at, child| {
+            let start = *at;
+            *at += u32::from(child.text_len());
+            Some((child.into_node(), start))
+        })
+        .filter_map(|(n, start)| Some((n?, start)))
+}
+
+/// The `n`th child expression, as rnix's accessors count them.
+fn nth_expr(node: &GreenNodeData, offset: u32, n: usize) -> Option<(&GreenNodeData, u32)> {
+    green_nodes(node, offset)
+        .filter(|(c, _)| is_expr(kind(c)))
+        .nth(n)
+}
+
+/// The one token of an identifier node (`x`, or the keyword `or` used as a name).
+fn single_token(node: &GreenNodeData) -> Option<&GreenTokenData> {
+    let mut children = node.children();
+    match (children.next(), children.next()) {
+        (Some(NodeOrToken::Token(t)), None) => Some(t),
+        _ => None,
+    }
+}
+
+fn has_rec(node: &GreenNodeData) -> bool {
+    node.children().any(|c| {
+        c.into_token()
+            .is_some_and(|t| rnix::NixLanguage::kind_from_raw(t.kind()) == TOKEN_REC)
+    })
+}
+
+/// Our operator for rnix's.
+fn bin_op(op: Option<ast::BinOpKind>, pos: Pos) -> Result<BinOp, EvalError> {
+    use ast::BinOpKind as K;
+    Ok(match op {
+        Some(K::Concat) => BinOp::Concat,
+        Some(K::Update) => BinOp::Update,
+        Some(K::Add) => BinOp::Add,
+        Some(K::Sub) => BinOp::Sub,
+        Some(K::Mul) => BinOp::Mul,
+        Some(K::Div) => BinOp::Div,
+        Some(K::And) => BinOp::And,
+        Some(K::Or) => BinOp::Or,
+        Some(K::Implication) => BinOp::Impl,
+        Some(K::Equal) => BinOp::Eq,
+        Some(K::NotEqual) => BinOp::Ne,
+        Some(K::Less) => BinOp::Lt,
+        Some(K::LessOrEq) => BinOp::Le,
+        Some(K::More) => BinOp::Gt,
+        Some(K::MoreOrEq) => BinOp::Ge,
+        Some(K::PipeLeft | K::PipeRight) => {
+            return Err(EvalError::unsupported("the pipe operator", Some(pos)))
+        }
+        None => return Err(EvalError::syntax("missing operator", pos, 1)),
+    })
 }
 
 /// The name of an attribute known without evaluation: identifiers, plain strings, `${"x"}`.
@@ -915,12 +1284,12 @@ fn static_name(attr: &ast::Attr, names: &mut Names) -> Option<Rc<str>> {
     }
 }
 
-fn show_path(attrs: &[ast::Attr]) -> String {
+fn show_path(attrs: &[Key]) -> String {
     attrs
         .iter()
-        .map(|a| match static_name(a, &mut Names::default()) {
-            Some(n) => n.to_string(),
-            None => "\"${...}\"".to_owned(),
+        .map(|a| match a {
+            Key::Static(n) => n.to_string(),
+            Key::Dynamic(..) => "\"${...}\"".to_owned(),
         })
         .collect::<Vec<_>>()
         .join(".")
@@ -952,4 +1321,64 @@ pub(crate) fn canon_path(path: &str) -> PathBuf {
         }
     }
     PathBuf::from(format!("/{}", parts.join("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lowers `src` both ways: the green walk, and rnix's typed AST from the root (the walk
+    /// the green one must match, expression for expression and error location for location).
+    fn both(src: &str) -> (String, String) {
+        let parse = rnix::Root::parse(src);
+        assert!(parse.errors().is_empty(), "{src}: {:?}", parse.errors());
+        let globals: HashMap<Rc<str>, u32> = ["builtins", "true", "false", "null", "import"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (Rc::from(*n), i as u32))
+            .collect();
+        let dir = Path::new("/r");
+        let mut names = Names::default();
+        let green = Lowerer::new(0, dir, globals.clone(), None, &mut names)
+            .lower_file(parse.syntax().green());
+        let mut names = Names::default();
+        let typed = Lowerer::new(0, dir, globals, None, &mut names).lower(
+            Some(ast::Expr::Root(parse.tree())),
+            Pos { file: 0, offset: 0 },
+        );
+        (format!("{green:?}"), format!("{typed:?}"))
+    }
+
+    #[test]
+    fn green_walk_lowers_and_locates_errors_as_the_typed_ast_does() {
+        let cases = [
+            r#"let k = import ./k.nix; a = [ k.u0 k.u1 ]; in { "s/a.age".publicKeys = a ++ [ k.u2 ]; "s/b.age" = { publicKeys = a; armor = true; }; }"#,
+            "{ a.b = 1; a.c = 2; a = { d = 3; }; }",
+            "{ a = { b = 1; }; a.b = 2; }",
+            "{ x = 1;\n  y.z = 2;\n  y.z = 3; }",
+            "{ a = 1; \"a\" = 2; }",
+            "{ ${\"a\"} = 1; a = 2; }",
+            "{ \"a\\n\" = 1; \"a${toString 1}\" = 2; }",
+            "let a = 1; inherit (builtins) map; in { inherit a; b = map (x: x) [ a ]; }",
+            "let ${\"a\"} = 1; in a",
+            "rec { a = 1; b = a; inherit a; }",
+            "{ a = [ 1 2.5 \"x\" ''y'' ./p ~/q <n> (x: x) ]; }",
+            "{ a = nope; }",
+            "[ 1 (f: { a = f; }) { b = missing; } ]",
+            "{ a = x: { ${x} = 1; }; b = with builtins; undefinedHere; }",
+            "{ a.\"b\".c = 1 + 2 * 3 - 4 / 5; d = !true || false && null == null; e = -1; }",
+            "{ a = { b = 1; }.b or 2; c = { } ? x; d = {}.${\"e\"}; f = __curPos; }",
+            "{ a = 1 |> 2; }",
+            "{ or = 1; b = { or = 2; }.or; }",
+            "let f = { a, b ? 1, ... }@c: a; in f { a = 1; }",
+            "{ a = if true then 1 else 2; b = assert true; 3; }",
+            "((({ a = (({ b = 1; })); a.c = 2; })))",
+            "{ a = { inherit b; }; }",
+            "{ inherit (x) y; }",
+        ];
+        for src in cases {
+            let (green, typed) = both(src);
+            assert_eq!(green, typed, "{src}");
+        }
+    }
 }
