@@ -3,6 +3,7 @@
 //! the environment. It owns finding the rules root and resolving paths beneath it; it does not
 //! own error rendering (the evaluator locates the errors it returns).
 
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -52,6 +53,60 @@ pub(crate) enum Denied {
 impl From<io::Error> for Denied {
     fn from(e: io::Error) -> Self {
         Denied::Io(e)
+    }
+}
+
+/// See [`Sandbox::resolver`].
+pub(crate) struct Resolver<'s> {
+    sandbox: &'s Sandbox,
+    /// Lexical directory -> where it really is, opened; or why it cannot be used.
+    dirs: HashMap<PathBuf, Result<(PathBuf, OwnedFd), DirDenied>>,
+}
+
+#[derive(Clone, Copy)]
+enum DirDenied {
+    Outside,
+    Io(io::ErrorKind),
+}
+
+impl Resolver<'_> {
+    /// As [`Sandbox::resolve`], with the same answer.
+    pub(crate) fn resolve(&mut self, path: &Path) -> Result<PathBuf, Denied> {
+        let Some(root) = &self.sandbox.root else {
+            return Ok(path.to_path_buf());
+        };
+        // The root itself has its directory outside: the full walk answers for it.
+        let beneath = root
+            .beneath(path)
+            .is_some_and(|rel| !rel.as_os_str().is_empty());
+        let (true, Some(dir), Some(name)) = (beneath, path.parent(), path.file_name()) else {
+            return self.sandbox.resolve(path);
+        };
+        let sandbox = self.sandbox;
+        let entry = self.dirs.entry(dir.to_path_buf()).or_insert_with(|| {
+            let real = sandbox.resolve(dir).map_err(|e| match e {
+                Denied::Outside => DirDenied::Outside,
+                Denied::Io(e) => DirDenied::Io(e.kind()),
+            })?;
+            let fd = rustix::fs::open(
+                &real,
+                platform::fd::DIR_SEARCH_FLAGS | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| DirDenied::Io(io::Error::from(e).kind()))?;
+            Ok((real, fd))
+        });
+        let (real, fd) = match entry {
+            Ok(found) => found,
+            Err(DirDenied::Outside) => return Err(Denied::Outside),
+            Err(DirDenied::Io(kind)) => return Err(Denied::Io((*kind).into())),
+        };
+        let st =
+            rustix::fs::statat(&*fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            return self.sandbox.resolve(path);
+        }
+        Ok(real.join(name))
     }
 }
 
@@ -159,6 +214,16 @@ impl Sandbox {
             todo.extend(rest.into_iter().rev());
         }
         Ok(cur)
+    }
+
+    /// A resolver for many paths that share directories (every secret of a large rules file
+    /// sits in a handful of them): each directory is resolved once, then each name is looked
+    /// up in it without following, with the full walk only when the name is itself a symlink.
+    pub(crate) fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            sandbox: self,
+            dirs: HashMap::new(),
+        }
     }
 
     /// Opens what [`Self::resolve`] returned. Confined, the open is relative to the root and
@@ -390,6 +455,52 @@ mod tests {
             sandbox.resolve(&base.join("repo/secrets/inside")).unwrap(),
             base.join("repo/keys.nix")
         );
+    }
+
+    #[test]
+    fn the_resolver_answers_as_resolve_does_for_every_kind_of_path() {
+        let (_d, base, sandbox) = setup();
+        std::fs::create_dir(base.join("repo/sub")).unwrap();
+        std::fs::write(base.join("repo/sub/file"), "").unwrap();
+        symlink("../outside", base.join("repo/sub/out")).unwrap();
+        symlink("file", base.join("repo/sub/in")).unwrap();
+        symlink("sub", base.join("repo/linked")).unwrap();
+        symlink(base.join("outside"), base.join("repo/away")).unwrap();
+        symlink("x", base.join("repo/sub/loop")).unwrap();
+        symlink("loop", base.join("repo/sub/x")).unwrap();
+        let paths = [
+            "repo/sub/file",
+            "repo/sub/missing",
+            "repo/sub/out",
+            "repo/sub/in",
+            "repo/sub/loop",
+            "repo/linked/file",
+            "repo/linked/out",
+            "repo/away/file",
+            "repo/nodir/file",
+            "repo/sub/file/under",
+            "repo/keys.nix",
+            "outside",
+            "repo",
+        ];
+        let mut resolver = sandbox.resolver();
+        // Twice: the second round is answered from the directory cache.
+        for _ in 0..2 {
+            for path in paths {
+                let path = base.join(path);
+                let shown = |r: Result<PathBuf, Denied>| match r {
+                    Ok(p) => format!("ok {}", p.display()),
+                    Err(Denied::Outside) => "outside".to_owned(),
+                    Err(Denied::Io(_)) => "io".to_owned(),
+                };
+                assert_eq!(
+                    shown(resolver.resolve(&path)),
+                    shown(sandbox.resolve(&path)),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
     }
 
     #[test]

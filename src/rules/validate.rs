@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::sandbox::{Denied, Sandbox};
+use super::sandbox::{Denied, Resolver, Sandbox};
 use super::value::Strict;
 use super::{normalize, Locations, Rules, RulesError, Secret};
 
@@ -39,6 +39,7 @@ pub(super) fn validate(
             value.json_type()
         )));
     };
+    let mut resolver = root.resolver();
     let mut secrets = Vec::with_capacity(top.len());
     let mut warnings = Vec::new();
     let mut names: Vec<&(std::rc::Rc<str>, Strict)> = top.iter().collect();
@@ -100,7 +101,7 @@ pub(super) fn validate(
             }
         };
         let path = normalize(Path::new(&**name));
-        if let Some(why) = escapes(&root, &dir, &path) {
+        if let Some(why) = escapes(&root, &mut resolver, &dir, &path) {
             return Err(RulesError::new(format!(
                 "{}: secret \"{name}\": {why}",
                 at(i, rule, None)
@@ -131,7 +132,7 @@ pub(super) fn validate(
 /// inside the rules root, if it would not: an absolute name, `..` past the root, or a symlink
 /// (in the repository, under the attacker's control) that leads out of it. Every action writes
 /// or reads the file by this path, so such a name is refused before any of them starts.
-fn escapes(root: &Sandbox, dir: &Path, path: &Path) -> Option<String> {
+fn escapes(root: &Sandbox, resolver: &mut Resolver, dir: &Path, path: &Path) -> Option<String> {
     let (_, top) = root.roots()?;
     let outside = || {
         format!(
@@ -150,7 +151,7 @@ fn escapes(root: &Sandbox, dir: &Path, path: &Path) -> Option<String> {
         ));
     }
     let abs = normalize(&dir.join(path));
-    match root.resolve(&abs) {
+    match resolver.resolve(&abs) {
         Err(Denied::Outside) => Some(outside()),
         Ok(_) | Err(Denied::Io(_)) => None,
     }
