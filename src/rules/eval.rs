@@ -28,6 +28,10 @@ const MAX_DEPTH: u32 = 10_000;
 /// Stack of the evaluation thread: generous, as deep but legitimate recursion is common in Nix.
 pub(crate) const STACK_SIZE: usize = 1 << 30;
 
+/// Source size from which a file's syntax tree is freed on a thread of its own: below it,
+/// starting the thread costs more than freeing the tree.
+const BACKGROUND_FREE_BYTES: usize = 128 * 1024;
+
 pub use super::diag::Locations;
 
 pub(crate) struct Evaluator {
@@ -985,8 +989,16 @@ impl Evaluator {
             &mut self.names,
         );
         let expr = lowerer.lower_file(parse.syntax().green());
-        // The syntax tree is not needed once lowered.
-        drop(parse);
+        // The syntax tree is not needed once lowered. A large one takes milliseconds to free,
+        // node by node: that is done on another core while evaluation goes on (the tree is
+        // shared by atomic counts, nothing else refers to it).
+        if text.len() >= BACKGROUND_FREE_BYTES {
+            let _ = std::thread::Builder::new()
+                .name("rules-free".to_owned())
+                .spawn(move || drop(parse));
+        } else {
+            drop(parse);
+        }
         let expr = expr?;
         (self.phase)("lower");
         Ok(self.alloc(ThunkState::Expr(expr, self.base_env)))
