@@ -4,7 +4,8 @@
 //! whole-process wall time and peak RSS of `ragenix --dump-rules` to /dev/null and of
 //! `nix-instantiate`, with their ratios; `-e` with an editor that changes nothing on the 10k
 //! and a 1,000-rule file; the in-process `Rules::load` time; and where the bytes go, phase by
-//! phase. Targets (issue 13): on the 10k file wall <= 0.5x and peak RSS <= nix-instantiate's;
+//! phase; and the floors no change of ours moves: process start, and `rnix::Root::parse`
+//! alone. Targets (issue 13): on the 10k file wall <= 0.5x and peak RSS <= nix-instantiate's;
 //! `-e` <= 40 ms (10k) and <= 10 ms (1,000). Run with `cargo bench --bench rules`.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -158,6 +159,12 @@ fn ms(d: Duration) -> String {
 /// Wall time (median of `RUNS`, after one warm-up) and peak RSS in KiB (by `/usr/bin/time`,
 /// when installed) of a whole process, stdout to /dev/null.
 fn measure(make: impl Fn() -> Command) -> (Duration, Option<u64>) {
+    measure_side_by_side(&[&make]).remove(0)
+}
+
+/// [`measure`] for several commands whose runs alternate, so that a change of load on this
+/// shared machine weighs on each of them alike and their ratio holds.
+fn measure_side_by_side(makes: &[&dyn Fn() -> Command]) -> Vec<(Duration, Option<u64>)> {
     let run = |c: &mut Command| {
         let out = c.stdout(Stdio::null()).stdin(Stdio::null()).output();
         let out = out.unwrap_or_else(|e| panic!("{c:?}: {e}"));
@@ -168,41 +175,47 @@ fn measure(make: impl Fn() -> Command) -> (Duration, Option<u64>) {
         );
         out
     };
-    run(&mut make());
-    let wall = median(
-        (0..RUNS)
-            .map(|_| {
-                let mut c = make();
-                let start = Instant::now();
-                run(&mut c);
-                start.elapsed()
-            })
-            .collect(),
-    );
-    let rss = Path::new("/usr/bin/time").exists().then(|| {
-        let c = make();
-        let mut timed = Command::new("/usr/bin/time");
-        timed
-            .args(["-f", "%M"])
-            .arg(c.get_program())
-            .args(c.get_args());
-        if let Some(d) = c.get_current_dir() {
-            timed.current_dir(d);
+    for make in makes {
+        run(&mut make());
+    }
+    let mut times = vec![Vec::with_capacity(RUNS); makes.len()];
+    for _ in 0..RUNS {
+        for (make, times) in makes.iter().zip(&mut times) {
+            let mut c = make();
+            let start = Instant::now();
+            run(&mut c);
+            times.push(start.elapsed());
         }
-        for (k, v) in c.get_envs() {
-            match v {
-                Some(v) => timed.env(k, v),
-                None => timed.env_remove(k),
-            };
-        }
-        let out = run(&mut timed);
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .last()
-            .and_then(|l| l.trim().parse().ok())
-            .expect("/usr/bin/time -f %M prints the peak RSS in KiB")
-    });
-    (wall, rss)
+    }
+    let rss = |c: Command| {
+        Path::new("/usr/bin/time").exists().then(|| {
+            let mut timed = Command::new("/usr/bin/time");
+            timed
+                .args(["-f", "%M"])
+                .arg(c.get_program())
+                .args(c.get_args());
+            if let Some(d) = c.get_current_dir() {
+                timed.current_dir(d);
+            }
+            for (k, v) in c.get_envs() {
+                match v {
+                    Some(v) => timed.env(k, v),
+                    None => timed.env_remove(k),
+                };
+            }
+            let out = run(&mut timed);
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .expect("/usr/bin/time -f %M prints the peak RSS in KiB")
+        })
+    };
+    makes
+        .iter()
+        .zip(times)
+        .map(|(make, times)| (median(times), rss(make())))
+        .collect()
 }
 
 /// The binary measured: this build's, or `RAGENIX_BIN` (e.g. an older build to compare with).
@@ -223,27 +236,31 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 /// Ours against nix-instantiate on `entry` (relative to `dir`), printed with ratios.
-fn compare(label: &str, dir: &Path, entry: &str, nix: bool) {
-    let (ours, ours_rss) = measure(|| {
+fn compare(label: &str, dir: &Path, entry: &str, nix: bool) -> Option<Duration> {
+    let ours = || {
         let mut c = ragenix(dir);
         c.args(["--dump-rules", "--rules", entry]);
         c
-    });
+    };
+    let theirs = || {
+        let mut c = Command::new("nix-instantiate");
+        c.current_dir(dir)
+            .args(["--eval", "--strict", "--json", entry]);
+        c
+    };
+    let measured = if nix {
+        measure_side_by_side(&[&ours, &theirs])
+    } else {
+        measure_side_by_side(&[&ours])
+    };
+    let (ours, ours_rss) = measured[0];
     println!("{label}");
     println!(
         "  ragenix --dump-rules:          wall {:>9}  peak RSS {}",
         ms(ours),
         mib(ours_rss)
     );
-    if !nix {
-        return;
-    }
-    let (theirs, theirs_rss) = measure(|| {
-        let mut c = Command::new("nix-instantiate");
-        c.current_dir(dir)
-            .args(["--eval", "--strict", "--json", entry]);
-        c
-    });
+    let &(theirs, theirs_rss) = measured.get(1)?;
     println!(
         "  nix-instantiate --eval --strict --json: wall {:>9}  peak RSS {}",
         ms(theirs),
@@ -257,6 +274,23 @@ fn compare(label: &str, dir: &Path, entry: &str, nix: bool) {
         "  ours / nix: wall {:.2}x  peak RSS {rss_ratio}",
         ours.as_secs_f64() / theirs.as_secs_f64()
     );
+    Some(theirs)
+}
+
+/// In-process median of 21 (after a warm-up) of `rnix::Root::parse` alone on `file`: the part
+/// of every run that rnix owns and no change of ours can shorten.
+fn rnix_parse(file: &Path) -> Duration {
+    let text = std::fs::read_to_string(file).unwrap();
+    std::hint::black_box(rnix::Root::parse(&text));
+    median(
+        (0..21)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(rnix::Root::parse(&text));
+                start.elapsed()
+            })
+            .collect(),
+    )
 }
 
 /// The corpus case whose evaluated rules are the largest, copied as a repository of its own.
@@ -373,21 +407,50 @@ fn main() {
         println!("nix-instantiate: not installed, no comparison");
     }
 
-    compare(
+    let nix_wall = compare(
         &format!("10k file, whole process, median of {RUNS}:"),
         big.path(),
         "secrets.nix",
         nix,
     );
     match largest_corpus_case() {
-        Some((dir, entry, name)) => compare(
-            &format!("corpus {name} ({entry}, largest output), whole process, median of {RUNS}:"),
-            dir.path(),
-            &entry,
-            nix,
-        ),
+        Some((dir, entry, name)) => {
+            compare(
+                &format!(
+                    "corpus {name} ({entry}, largest output), whole process, median of {RUNS}:"
+                ),
+                dir.path(),
+                &entry,
+                nix,
+            );
+        }
         None => println!("corpus: ../shared/corpus not present, SKIPPED"),
     }
+
+    // What no change of ours can go below: a process that starts and exits, and rnix's parse.
+    let (start, _) = measure(|| {
+        let mut c = ragenix(big.path());
+        c.arg("--version");
+        c
+    });
+    let parse_big = rnix_parse(&file);
+    let parse_small = rnix_parse(&small.path().join("secrets.nix"));
+    println!(
+        "floor: process start and exit (ragenix --version): {}",
+        ms(start)
+    );
+    match nix_wall {
+        Some(theirs) => println!(
+            "floor: rnix::Root::parse alone, 10k file: {} in process = {:.2}x nix-instantiate's whole run (wall target 0.5x)",
+            ms(parse_big),
+            parse_big.as_secs_f64() / theirs.as_secs_f64()
+        ),
+        None => println!("floor: rnix::Root::parse alone, 10k file: {} in process", ms(parse_big)),
+    }
+    println!(
+        "floor: rnix::Root::parse alone, 1,000-rule file: {} in process",
+        ms(parse_small)
+    );
 
     for (label, dir, target) in [("10k", big.path(), 40), ("1,000-rule", small.path(), 10)] {
         let (wall, rss) = measure(|| {
