@@ -4,8 +4,10 @@
 //! own error rendering (the evaluator locates the errors it returns).
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,13 +62,86 @@ impl From<io::Error> for Denied {
 pub(crate) struct Resolver<'s> {
     sandbox: &'s Sandbox,
     /// Lexical directory -> where it really is, opened; or why it cannot be used.
-    dirs: HashMap<PathBuf, Result<(PathBuf, OwnedFd), DirDenied>>,
+    dirs: HashMap<PathBuf, Result<Dir, DirDenied>>,
 }
+
+/// A directory names are looked up in.
+struct Dir {
+    real: PathBuf,
+    fd: OwnedFd,
+    lookups: u32,
+    /// Its entries (name -> whether it may be a symlink), read once many names have been
+    /// looked up in it: one listing costs less than thousands of `fstatat` calls, most of
+    /// them for files that do not exist yet.
+    listing: Option<HashMap<OsString, bool>>,
+}
+
+/// Lookups in one directory after which it is listed.
+const LIST_AFTER: u32 = 32;
 
 #[derive(Clone, Copy)]
 enum DirDenied {
     Outside,
     Io(io::ErrorKind),
+}
+
+impl Dir {
+    fn open(sandbox: &Sandbox, dir: &Path) -> Result<Dir, DirDenied> {
+        let real = sandbox.resolve(dir).map_err(|e| match e {
+            Denied::Outside => DirDenied::Outside,
+            Denied::Io(e) => DirDenied::Io(e.kind()),
+        })?;
+        let fd = rustix::fs::open(
+            &real,
+            platform::fd::DIR_SEARCH_FLAGS | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| DirDenied::Io(io::Error::from(e).kind()))?;
+        Ok(Dir {
+            real,
+            fd,
+            lookups: 0,
+            listing: None,
+        })
+    }
+
+    /// Whether `name` is in the directory and may be a symlink (`None`: it is not there).
+    fn may_be_symlink(&mut self, name: &OsStr) -> Result<bool, io::Error> {
+        self.lookups += 1;
+        if self.listing.is_none() && self.lookups > LIST_AFTER {
+            // A directory that may be searched but not read keeps being asked name by name.
+            self.listing = Some(self.list().unwrap_or_default()).filter(|l| !l.is_empty());
+        }
+        let listed = self.listing.as_ref().map(|l| l.get(name).copied());
+        match listed {
+            Some(Some(false)) => return Ok(false),
+            Some(None) => return Err(io::ErrorKind::NotFound.into()),
+            // A symlink, or a kind the listing did not tell: asked directly.
+            Some(Some(true)) | None => {}
+        }
+        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+    }
+
+    fn list(&self) -> io::Result<HashMap<OsString, bool>> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut names = HashMap::new();
+        for entry in rustix::fs::Dir::read_from(&fd)? {
+            let entry = entry?;
+            let kind = entry.file_type();
+            let maybe_link = matches!(kind, FileType::Symlink | FileType::Unknown);
+            names.insert(
+                OsStr::from_bytes(entry.file_name().to_bytes()).to_owned(),
+                maybe_link,
+            );
+        }
+        Ok(names)
+    }
 }
 
 impl Resolver<'_> {
@@ -75,38 +150,25 @@ impl Resolver<'_> {
         let Some(root) = &self.sandbox.root else {
             return Ok(path.to_path_buf());
         };
-        // The root itself has its directory outside: the full walk answers for it.
-        let beneath = root
-            .beneath(path)
-            .is_some_and(|rel| !rel.as_os_str().is_empty());
-        let (true, Some(dir), Some(name)) = (beneath, path.parent(), path.file_name()) else {
+        // The root's own directory is outside it: the full walk answers for the root. Any
+        // other path has its directory resolved (outside, for a path outside the root).
+        let is_root = path == root.lexical || path == root.real;
+        let (false, Some(dir), Some(name)) = (is_root, path.parent(), path.file_name()) else {
             return self.sandbox.resolve(path);
         };
-        let sandbox = self.sandbox;
-        let entry = self.dirs.entry(dir.to_path_buf()).or_insert_with(|| {
-            let real = sandbox.resolve(dir).map_err(|e| match e {
-                Denied::Outside => DirDenied::Outside,
-                Denied::Io(e) => DirDenied::Io(e.kind()),
-            })?;
-            let fd = rustix::fs::open(
-                &real,
-                platform::fd::DIR_SEARCH_FLAGS | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| DirDenied::Io(io::Error::from(e).kind()))?;
-            Ok((real, fd))
-        });
-        let (real, fd) = match entry {
-            Ok(found) => found,
+        if !self.dirs.contains_key(dir) {
+            let opened = Dir::open(self.sandbox, dir);
+            self.dirs.insert(dir.to_path_buf(), opened);
+        }
+        let dir = match self.dirs.get_mut(dir).expect("inserted above") {
+            Ok(dir) => dir,
             Err(DirDenied::Outside) => return Err(Denied::Outside),
             Err(DirDenied::Io(kind)) => return Err(Denied::Io((*kind).into())),
         };
-        let st =
-            rustix::fs::statat(&*fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io::Error::from)?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        if dir.may_be_symlink(name)? {
             return self.sandbox.resolve(path);
         }
-        Ok(real.join(name))
+        Ok(dir.real.join(name))
     }
 }
 
@@ -484,8 +546,9 @@ mod tests {
             "repo",
         ];
         let mut resolver = sandbox.resolver();
-        // Twice: the second round is answered from the directory cache.
-        for _ in 0..2 {
+        // Again and again: later rounds are answered from the directory cache, then from the
+        // directory's listing.
+        for _ in 0..LIST_AFTER {
             for path in paths {
                 let path = base.join(path);
                 let shown = |r: Result<PathBuf, Denied>| match r {
