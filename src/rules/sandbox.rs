@@ -61,114 +61,130 @@ impl From<io::Error> for Denied {
 /// See [`Sandbox::resolver`].
 pub(crate) struct Resolver<'s> {
     sandbox: &'s Sandbox,
-    /// Lexical directory -> where it really is, opened; or why it cannot be used.
-    dirs: HashMap<PathBuf, Result<Dir, DirDenied>>,
+    /// Lexical directory -> the directory, opened; or whether it leads outside.
+    dirs: HashMap<PathBuf, Result<Dir, bool>>,
 }
 
 /// A directory names are looked up in.
 struct Dir {
-    real: PathBuf,
     fd: OwnedFd,
     lookups: u32,
-    /// Its entries (name -> whether it may be a symlink), read once many names have been
-    /// looked up in it: one listing costs less than thousands of `fstatat` calls, most of
-    /// them for files that do not exist yet.
-    listing: Option<HashMap<OsString, bool>>,
+    /// Its entries, read once many names have been looked up in it: one listing costs less
+    /// than thousands of `fstatat` calls, most of them for files that do not exist yet.
+    listing: Option<Listing>,
+}
+
+/// A directory's entries: name -> whether it may be a symlink (a symlink, or a kind the
+/// listing did not tell).
+#[derive(Default)]
+struct Listing {
+    names: HashMap<OsString, bool>,
+    any_link: bool,
+}
+
+/// What a listing says about a name.
+#[derive(Debug, PartialEq)]
+enum Listed {
+    /// Not a symlink, whatever the file system takes the name to mean.
+    NoLink,
+    /// The kernel has to be asked.
+    Ask,
+}
+
+impl Listing {
+    /// Only an answer that holds on every file system: a name absent from the listing may
+    /// still find an entry where names are matched without regard to case or Unicode form
+    /// (macOS, casefolded ext4), so an absent name is only settled when the directory holds
+    /// no symlink at all.
+    fn lookup(&self, name: &OsStr) -> Listed {
+        match self.names.get(name) {
+            Some(false) => Listed::NoLink,
+            Some(true) => Listed::Ask,
+            None if self.any_link => Listed::Ask,
+            None => Listed::NoLink,
+        }
+    }
+
+    fn insert(&mut self, name: OsString, maybe_link: bool) {
+        self.any_link |= maybe_link;
+        self.names.insert(name, maybe_link);
+    }
 }
 
 /// Lookups in one directory after which it is listed.
 const LIST_AFTER: u32 = 32;
 
-#[derive(Clone, Copy)]
-enum DirDenied {
-    Outside,
-    Io(io::ErrorKind),
-}
-
 impl Dir {
-    fn open(sandbox: &Sandbox, dir: &Path) -> Result<Dir, DirDenied> {
-        let real = sandbox.resolve(dir).map_err(|e| match e {
-            Denied::Outside => DirDenied::Outside,
-            Denied::Io(e) => DirDenied::Io(e.kind()),
-        })?;
-        let fd = rustix::fs::open(
-            &real,
-            platform::fd::DIR_SEARCH_FLAGS | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| DirDenied::Io(io::Error::from(e).kind()))?;
-        Ok(Dir {
-            real,
-            fd,
-            lookups: 0,
-            listing: None,
-        })
-    }
-
-    /// Whether `name` is in the directory and may be a symlink (`None`: it is not there).
-    fn may_be_symlink(&mut self, name: &OsStr) -> Result<bool, io::Error> {
+    /// Whether the final component `name` is a symlink that needs the full walk; an error
+    /// (missing, permission) means it is not one.
+    fn may_be_symlink(&mut self, name: &OsStr) -> bool {
         self.lookups += 1;
         if self.listing.is_none() && self.lookups > LIST_AFTER {
             // A directory that may be searched but not read keeps being asked name by name.
-            self.listing = Some(self.list().unwrap_or_default()).filter(|l| !l.is_empty());
+            self.listing = self.list().ok();
         }
-        let listed = self.listing.as_ref().map(|l| l.get(name).copied());
-        match listed {
-            Some(Some(false)) => return Ok(false),
-            Some(None) => return Err(io::ErrorKind::NotFound.into()),
-            // A symlink, or a kind the listing did not tell: asked directly.
-            Some(Some(true)) | None => {}
+        if let Some(Listed::NoLink) = self.listing.as_ref().map(|l| l.lookup(name)) {
+            return false;
         }
-        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        Ok(FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
     }
 
-    fn list(&self) -> io::Result<HashMap<OsString, bool>> {
+    fn list(&self) -> io::Result<Listing> {
         let fd = rustix::fs::openat(
             &self.fd,
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mut names = HashMap::new();
+        let mut listing = Listing::default();
         for entry in rustix::fs::Dir::read_from(&fd)? {
             let entry = entry?;
-            let kind = entry.file_type();
-            let maybe_link = matches!(kind, FileType::Symlink | FileType::Unknown);
-            names.insert(
+            let maybe_link = matches!(entry.file_type(), FileType::Symlink | FileType::Unknown);
+            listing.insert(
                 OsStr::from_bytes(entry.file_name().to_bytes()).to_owned(),
                 maybe_link,
             );
         }
-        Ok(names)
+        Ok(listing)
     }
 }
 
 impl Resolver<'_> {
-    /// As [`Sandbox::resolve`], with the same answer.
-    pub(crate) fn resolve(&mut self, path: &Path) -> Result<PathBuf, Denied> {
+    /// Whether [`Sandbox::resolve`] would find that `path` leads outside the root.
+    pub(crate) fn leads_outside(&mut self, path: &Path) -> bool {
         let Some(root) = &self.sandbox.root else {
-            return Ok(path.to_path_buf());
+            return false;
         };
+        let walk = |path| matches!(self.sandbox.resolve(path), Err(Denied::Outside));
         // The root's own directory is outside it: the full walk answers for the root. Any
         // other path has its directory resolved (outside, for a path outside the root).
         let is_root = path == root.lexical || path == root.real;
         let (false, Some(dir), Some(name)) = (is_root, path.parent(), path.file_name()) else {
-            return self.sandbox.resolve(path);
+            return walk(path);
         };
         if !self.dirs.contains_key(dir) {
-            let opened = Dir::open(self.sandbox, dir);
+            let opened = match self.sandbox.resolve(dir) {
+                Err(Denied::Outside) => Err(true),
+                Err(Denied::Io(_)) => Err(false),
+                Ok(real) => rustix::fs::open(
+                    &real,
+                    platform::fd::DIR_SEARCH_FLAGS | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map(|fd| Dir {
+                    fd,
+                    lookups: 0,
+                    listing: None,
+                })
+                .map_err(|_| false),
+            };
             self.dirs.insert(dir.to_path_buf(), opened);
         }
-        let dir = match self.dirs.get_mut(dir).expect("inserted above") {
-            Ok(dir) => dir,
-            Err(DirDenied::Outside) => return Err(Denied::Outside),
-            Err(DirDenied::Io(kind)) => return Err(Denied::Io((*kind).into())),
-        };
-        if dir.may_be_symlink(name)? {
-            return self.sandbox.resolve(path);
+        match self.dirs.get_mut(dir).expect("inserted above") {
+            Err(outside) => *outside,
+            Ok(dir) => dir.may_be_symlink(name) && walk(path),
         }
-        Ok(dir.real.join(name))
     }
 }
 
@@ -520,16 +536,18 @@ mod tests {
     }
 
     #[test]
-    fn the_resolver_answers_as_resolve_does_for_every_kind_of_path() {
+    fn the_resolver_finds_outside_exactly_the_paths_resolve_finds_outside() {
         let (_d, base, sandbox) = setup();
         std::fs::create_dir(base.join("repo/sub")).unwrap();
         std::fs::write(base.join("repo/sub/file"), "").unwrap();
-        symlink("../outside", base.join("repo/sub/out")).unwrap();
+        symlink("../../outside", base.join("repo/sub/out")).unwrap();
         symlink("file", base.join("repo/sub/in")).unwrap();
         symlink("sub", base.join("repo/linked")).unwrap();
         symlink(base.join("outside"), base.join("repo/away")).unwrap();
         symlink("x", base.join("repo/sub/loop")).unwrap();
         symlink("loop", base.join("repo/sub/x")).unwrap();
+        std::fs::create_dir(base.join("repo/plain")).unwrap();
+        std::fs::write(base.join("repo/plain/file"), "").unwrap();
         let paths = [
             "repo/sub/file",
             "repo/sub/missing",
@@ -541,29 +559,49 @@ mod tests {
             "repo/away/file",
             "repo/nodir/file",
             "repo/sub/file/under",
+            "repo/plain/file",
+            "repo/plain/missing",
             "repo/keys.nix",
             "outside",
             "repo",
         ];
         let mut resolver = sandbox.resolver();
+        let mut outside = 0;
         // Again and again: later rounds are answered from the directory cache, then from the
-        // directory's listing.
-        for _ in 0..LIST_AFTER {
+        // directories' listings.
+        for _ in 0..=LIST_AFTER {
             for path in paths {
                 let path = base.join(path);
-                let shown = |r: Result<PathBuf, Denied>| match r {
-                    Ok(p) => format!("ok {}", p.display()),
-                    Err(Denied::Outside) => "outside".to_owned(),
-                    Err(Denied::Io(_)) => "io".to_owned(),
-                };
+                let expected = matches!(sandbox.resolve(&path), Err(Denied::Outside));
                 assert_eq!(
-                    shown(resolver.resolve(&path)),
-                    shown(sandbox.resolve(&path)),
+                    resolver.leads_outside(&path),
+                    expected,
                     "{}",
                     path.display()
                 );
+                outside += usize::from(expected);
             }
         }
+        assert_eq!(
+            outside,
+            4 * (LIST_AFTER as usize + 1),
+            "the fixture has 4 ways out"
+        );
+    }
+
+    #[test]
+    fn a_listing_settles_an_absent_name_only_where_no_entry_is_a_symlink() {
+        let mut plain = Listing::default();
+        plain.insert("a.age".into(), false);
+        assert_eq!(plain.lookup(OsStr::new("a.age")), Listed::NoLink);
+        assert_eq!(plain.lookup(OsStr::new("A.age")), Listed::NoLink);
+        let mut linked = Listing::default();
+        linked.insert("a.age".into(), false);
+        linked.insert("b.age".into(), true);
+        assert_eq!(linked.lookup(OsStr::new("a.age")), Listed::NoLink);
+        assert_eq!(linked.lookup(OsStr::new("b.age")), Listed::Ask);
+        // Where names are matched without regard to case, "B.age" is the symlink "b.age".
+        assert_eq!(linked.lookup(OsStr::new("B.age")), Listed::Ask);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::sandbox::{Denied, Resolver, Sandbox};
+use super::sandbox::{Resolver, Sandbox};
 use super::value::Strict;
 use super::{normalize, Locations, Rules, RulesError, Secret};
 
@@ -151,10 +151,7 @@ fn escapes(root: &Sandbox, resolver: &mut Resolver, dir: &Path, path: &Path) -> 
         ));
     }
     let abs = normalize(&dir.join(path));
-    match resolver.resolve(&abs) {
-        Err(Denied::Outside) => Some(outside()),
-        Ok(_) | Err(Denied::Io(_)) => None,
-    }
+    resolver.leads_outside(&abs).then(outside)
 }
 
 /// Flattens a `publicKeys` value into `out`; returns whether a nested list was seen, or a
