@@ -118,9 +118,10 @@ impl Dir {
     /// Whether the final component `name` is a symlink that needs the full walk; an error
     /// (missing, permission) means it is not one.
     fn may_be_symlink(&mut self, name: &OsStr) -> bool {
-        self.lookups += 1;
-        if self.listing.is_none() && self.lookups > LIST_AFTER {
-            // A directory that may be searched but not read keeps being asked name by name.
+        self.lookups = self.lookups.saturating_add(1);
+        if self.lookups == LIST_AFTER + 1 {
+            // Listed once; a directory that may be searched but not read keeps being asked
+            // name by name.
             self.listing = self.list().ok();
         }
         if let Some(Listed::NoLink) = self.listing.as_ref().map(|l| l.lookup(name)) {
