@@ -453,9 +453,13 @@ fn main() {
         c.arg("--version");
         c
     });
+    // The editor `-e` runs below, on its own.
+    let (editor, _) = measure(|| Command::new("true"));
     let parse_big = rnix_parse(&file);
     let parse_small = rnix_parse(&small.path().join("secrets.nix"));
-    println!("floor: process start and exit (ragenix --version): {start}");
+    println!(
+        "floor: process start and exit (ragenix --version): {start}; the editor of -e (true): {editor}"
+    );
     match nix_wall {
         Some(theirs) => println!(
             "floor: rnix::Root::parse alone, 10k file: {} in process = {:.2}x nix-instantiate's whole run (wall target 0.5x)",
