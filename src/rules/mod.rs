@@ -448,9 +448,17 @@ impl Rules {
     /// Finds the rule for `file` (relative to the current directory, or absolute).
     pub fn find(&self, file: &Path) -> Option<&Secret> {
         let wanted = absolute_normalized(file)?;
-        self.secrets
-            .iter()
-            .find(|s| self.dir.join(&s.path) == wanted)
+        // Names are normalised: most lie beneath the rules directory and are compared without
+        // building a path; one that first climbs out of it (`../x.age`, allowed while it stays
+        // in the rules root) is joined and normalised.
+        let beneath = wanted.strip_prefix(&self.dir).ok();
+        self.secrets.iter().find(|s| {
+            if s.path.starts_with("..") {
+                normalize(&self.dir.join(&s.path)) == wanted
+            } else {
+                beneath == Some(s.path.as_path())
+            }
+        })
     }
 }
 

@@ -77,6 +77,37 @@ fn an_unchanged_edit_leaves_the_file_byte_for_byte_untouched() {
 }
 
 #[test]
+fn a_secret_named_above_the_rules_directory_is_found_from_either_directory() {
+    let p = Project::new();
+    fs::create_dir(p.path(".git")).unwrap();
+    let pk = p.public.as_str();
+    p.rules_at("sub/secrets.nix", &[("../x.age", &[pk], false)]);
+    // From the project: the rules named with --rules, the file by its own path.
+    p.cmd()
+        .args([
+            "--rules",
+            "sub/secrets.nix",
+            "-i",
+            "key.txt",
+            "--editor",
+            "-",
+        ])
+        .args(["-e", "x.age"])
+        .write_stdin(&b"first"[..])
+        .assert()
+        .success();
+    assert_eq!(p.open("x.age").unwrap(), b"first");
+    // From the rules directory, by the name the rule gives it.
+    p.cmd()
+        .current_dir(p.path("sub"))
+        .args(["-i", "../key.txt", "--editor", "-", "-e", "../x.age"])
+        .write_stdin(&b"second"[..])
+        .assert()
+        .success();
+    assert_eq!(p.open("x.age").unwrap(), b"second");
+}
+
+#[test]
 fn a_failing_editor_aborts_and_leaves_everything_as_it_was() {
     let p = Project::new();
     p.rules(&["a.age"]);
