@@ -30,7 +30,7 @@ pub(crate) const STACK_SIZE: usize = 1 << 30;
 
 /// Source size from which a file's syntax tree is freed on a thread of its own: below it,
 /// starting the thread costs more than freeing the tree.
-const BACKGROUND_FREE_BYTES: usize = 128 * 1024;
+const BACKGROUND_FREE_BYTES: usize = 16 * 1024;
 
 pub use super::diag::Locations;
 

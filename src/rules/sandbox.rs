@@ -61,8 +61,11 @@ impl From<io::Error> for Denied {
 /// See [`Sandbox::resolver`].
 pub(crate) struct Resolver<'s> {
     sandbox: &'s Sandbox,
-    /// Lexical directory -> the directory, opened; or whether it leads outside.
-    dirs: HashMap<PathBuf, Result<Dir, bool>>,
+    /// Lexical directory -> the directory, opened; or whether it leads outside. Keyed by the
+    /// path's bytes: the paths are lexically canonical, so equal bytes are equal paths, and
+    /// hashing bytes is much cheaper than hashing a `Path` component by component. (SipHash:
+    /// the names come from the rules file, which may be crafted to collide.)
+    dirs: HashMap<OsString, Result<Dir, bool>>,
 }
 
 /// A directory names are looked up in.
@@ -164,7 +167,8 @@ impl Resolver<'_> {
         let (false, Some(dir), Some(name)) = (is_root, path.parent(), path.file_name()) else {
             return walk(path);
         };
-        if !self.dirs.contains_key(dir) {
+        let key = dir.as_os_str();
+        if !self.dirs.contains_key(key) {
             let opened = match self.sandbox.resolve(dir) {
                 Err(Denied::Outside) => Err(true),
                 Err(Denied::Io(_)) => Err(false),
@@ -180,9 +184,9 @@ impl Resolver<'_> {
                 })
                 .map_err(|_| false),
             };
-            self.dirs.insert(dir.to_path_buf(), opened);
+            self.dirs.insert(key.to_owned(), opened);
         }
-        match self.dirs.get_mut(dir).expect("inserted above") {
+        match self.dirs.get_mut(key).expect("inserted above") {
             Err(outside) => *outside,
             Ok(dir) => dir.may_be_symlink(name) && walk(path),
         }
