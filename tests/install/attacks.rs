@@ -188,23 +188,51 @@ fn set_late_user(env: &Env, id: u32) {
     }
 }
 
+/// The setting of the chown-phase attacks: `token` at `~alice/app/conf/target` (a directory of
+/// uid 65534's) for user `late`, through the install phase (root's until `late` exists), then
+/// `late` created as NixOS's `users` step would between the phases. `None`, with a visible
+/// skip, without setpriv.
+struct InstalledForLate {
+    home: PathBuf,
+    victim: Victim,
+    manifest: Value,
+    token: PathBuf,
+}
+
+fn installed_for_late_user(env: &Env) -> Option<InstalledForLate> {
+    if !require_program("attacks", "setpriv") {
+        return None;
+    }
+    let home = alice_home(env);
+    let victim = Victim::new(env, "target");
+    as_nobody(&format!("mkdir -p {}/app/conf", home.display()));
+    let token = home.join("app/conf/target");
+    let manifest = with_token(env, &token, false, "late");
+    let out = env.install_with(&manifest, &["--phase", "install"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(meta(&token), (0o444, 0, 0), "root's until `late` exists");
+    create_late_user(env);
+    Some(InstalledForLate {
+        home,
+        victim,
+        manifest,
+        token,
+    })
+}
+
 ns_test!(
     a_symlink_swapped_in_between_install_and_chown_is_refused,
     |env| {
-        if !require_program("attacks", "setpriv") {
+        let Some(InstalledForLate {
+            home,
+            victim,
+            manifest,
+            ..
+        }) = installed_for_late_user(env)
+        else {
             return;
-        }
-        let home = alice_home(env);
-        let victim = Victim::new(env, "target");
-        as_nobody(&format!("mkdir -p {}/app/conf", home.display()));
-        let manifest = with_token(env, &home.join("app/conf/target"), false, "late");
-        let out = env.install_with(&manifest, &["--phase", "install"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let token = home.join("app/conf/target");
-        assert_eq!(meta(&token), (0o444, 0, 0), "root's until `late` exists");
-
+        };
         // The window between the phases: NixOS creates users, the attacker swaps a directory.
-        create_late_user(env);
         as_nobody(&format!(
             "cd {h}/app && mv conf conf.old && ln -s {v} conf",
             h = home.display(),
@@ -227,17 +255,15 @@ ns_test!(
 ns_test!(
     a_file_replaced_between_install_and_chown_is_not_chowned,
     |env| {
-        if !require_program("attacks", "setpriv") {
+        let Some(InstalledForLate {
+            home,
+            victim,
+            manifest,
+            ..
+        }) = installed_for_late_user(env)
+        else {
             return;
-        }
-        let home = alice_home(env);
-        let victim = Victim::new(env, "target");
-        as_nobody(&format!("mkdir -p {}/app/conf", home.display()));
-        let manifest = with_token(env, &home.join("app/conf/target"), false, "late");
-        let out = env.install_with(&manifest, &["--phase", "install"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        create_late_user(env);
-
+        };
         // The last component itself: a symlink to the victim in place of the secret.
         as_nobody(&format!(
             "cd {h}/app/conf && rm -f target && ln -s {v} target",
@@ -269,17 +295,15 @@ ns_test!(
 ns_test!(
     a_file_at_a_custom_path_with_a_second_hard_link_is_not_chowned,
     |env| {
-        if !require_program("attacks", "setpriv") {
+        let Some(InstalledForLate {
+            home,
+            victim,
+            manifest,
+            token: secret,
+        }) = installed_for_late_user(env)
+        else {
             return;
-        }
-        let home = alice_home(env);
-        let victim = Victim::new(env, "target");
-        as_nobody(&format!("mkdir -p {}/app/conf", home.display()));
-        let secret = home.join("app/conf/target");
-        let manifest = with_token(env, &secret, false, "late");
-        let out = env.install_with(&manifest, &["--phase", "install"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        create_late_user(env);
+        };
         // What an inode reused by a root file and hard-linked into place looks like to the
         // chown phase: the recorded inode, with a second name outside. (Made by root here:
         // protected_hardlinks keeps a user from linking root's files on this machine.)
