@@ -218,6 +218,16 @@ pub fn broken_copy(file: &str, edit: impl Fn(&str) -> String) -> tempfile::TempD
     dir
 }
 
+/// A flake's evaluation checks, as `{ failures = { <check> = <failures>; ... }; }` gives them:
+/// exactly `names`, each without a failure.
+pub fn assert_flake_checks_pass(evaluated: &Value, names: &[&str]) {
+    let failures = evaluated["failures"].as_object().unwrap();
+    assert_eq!(failures.keys().collect::<Vec<_>>(), names);
+    for (check, f) in failures {
+        assert_eq!(f, "[]", "{check}");
+    }
+}
+
 /// Asserts that the evaluation holds exactly `cases`, none with a failed assertion, and that the
 /// manifest each wrote passes the installer's build-time check, except the cases in `refused`
 /// (stopped by an assertion of their own). The `.age` files of these cases do not exist: only
@@ -948,10 +958,9 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
         repo = repo().display(),
     );
     let got = nix_eval(&expr).unwrap_or_else(|e| panic!("evaluating the flake's checks:\n{e}"));
-    let failures = got["failures"].as_object().unwrap();
-    assert_eq!(
-        failures.keys().collect::<Vec<_>>(),
-        [
+    assert_flake_checks_pass(
+        &got,
+        &[
             "home-defaults",
             "home-full",
             "nixos-badCredentials",
@@ -966,12 +975,9 @@ fn the_flake_has_a_passing_check_per_evaluation_case() {
             "nixos-sshKeyPaths",
             "nixos-structured",
             "nixos-sysusers",
-            "nixos-userborn"
-        ]
+            "nixos-userborn",
+        ],
     );
-    for (check, f) in failures {
-        assert_eq!(f, "[]", "{check}");
-    }
     assert_eq!(got["formatter"], "nixfmt");
 }
 
