@@ -19,7 +19,7 @@ use crate::keys::{self, Identities};
 use crate::lock;
 use crate::output;
 use crate::prompt::TerminalPrompt;
-use crate::rules::{self, escape_for_display, LoadOptions, Rules, Secret};
+use crate::rules::{self, escape_for_display, LoadOptions, RuleFor, Rules, Secret};
 use crate::structured::{self, Format, Key};
 
 /// Edit, decrypt and rekey age-encrypted secrets declared in an agenix `secrets.nix`.
@@ -195,8 +195,12 @@ pub fn run(args: &Args, action: Action) -> Result<()> {
             )
         }
         Action::Edit { file, editor } => {
-            let rules = load_rules(args)?;
-            let secret = find_rule(&rules, &file)?;
+            // Only the edited file's rule is evaluated, as agenix does.
+            let found = load_rule_for(args, &file)?;
+            let secret = found.secret.as_ref().ok_or_else(|| {
+                let names = found.some_names.iter().map(String::as_str);
+                no_rule(&file, &found.file, &found.dir, names, found.declared)
+            })?;
             let opts = crate::edit::EditOptions {
                 editor,
                 verbose: args.verbose,
@@ -207,7 +211,7 @@ pub fn run(args: &Args, action: Action) -> Result<()> {
                 &opts,
                 || identities(args),
                 // At a terminal, giving up would throw away what the user just typed.
-                || lock::writer(&rules.file, std::io::stdin().is_terminal()),
+                || lock::writer(&found.file, std::io::stdin().is_terminal()),
             )
         }
         Action::Check { json } => {
@@ -258,18 +262,35 @@ fn load_options(args: &Args) -> LoadOptions {
 }
 
 fn load_rules(args: &Args) -> Result<Rules> {
-    if !args.rules.exists() {
-        return Err(UserError::with_hint(
-            format!("rules file {} does not exist", args.rules.display()),
-            "pass --rules PATH or set RULES, or run from the directory holding secrets.nix",
-        )
-        .into());
-    }
+    rules_file_exists(args)?;
     let rules = Rules::load(&args.rules, &load_options(args))?;
-    for w in &rules.warnings {
+    warn(&rules.warnings);
+    Ok(rules)
+}
+
+/// The rule for `file` alone (see [`Rules::load_for`]).
+fn load_rule_for(args: &Args, file: &Path) -> Result<RuleFor> {
+    rules_file_exists(args)?;
+    let found = Rules::load_for(&args.rules, &load_options(args), file)?;
+    warn(&found.warnings);
+    Ok(found)
+}
+
+fn rules_file_exists(args: &Args) -> Result<()> {
+    if args.rules.exists() {
+        return Ok(());
+    }
+    Err(UserError::with_hint(
+        format!("rules file {} does not exist", args.rules.display()),
+        "pass --rules PATH or set RULES, or run from the directory holding secrets.nix",
+    )
+    .into())
+}
+
+fn warn(warnings: &[String]) {
+    for w in warnings {
         eprintln!("ragenix: warning: {w}");
     }
-    Ok(rules)
 }
 
 /// The rules for `files`, each once, in the order given.
@@ -324,29 +345,36 @@ impl std::error::Error for Reported {}
 
 fn find_rule<'r>(rules: &'r Rules, file: &Path) -> Result<&'r Secret> {
     rules.find(file).ok_or_else(|| {
-        let mut known: Vec<String> = rules
-            .secrets
-            .iter()
-            .take(5)
-            .map(|s| s.name.clone())
-            .collect();
-        if rules.secrets.len() > known.len() {
-            known.push("…".into());
-        }
-        UserError::with_hint(
-            format!("{} has no rule in {}", file.display(), rules.file.display()),
-            format!(
-                "paths in the rules are relative to {}; it declares: {}",
-                rules.dir.display(),
-                if known.is_empty() {
-                    "nothing".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        )
-        .into()
+        let names = rules.secrets.iter().map(|s| s.name.as_str());
+        no_rule(file, &rules.file, &rules.dir, names, rules.secrets.len())
     })
+}
+
+/// "`file` has no rule", with the first few of the `declared` rules' `names` as a hint.
+fn no_rule<'a>(
+    file: &Path,
+    rules_file: &Path,
+    dir: &Path,
+    names: impl Iterator<Item = &'a str>,
+    declared: usize,
+) -> anyhow::Error {
+    let mut known: Vec<&str> = names.take(5).collect();
+    if declared > known.len() {
+        known.push("…");
+    }
+    UserError::with_hint(
+        format!("{} has no rule in {}", file.display(), rules_file.display()),
+        format!(
+            "paths in the rules are relative to {}; it declares: {}",
+            dir.display(),
+            if known.is_empty() {
+                "nothing".into()
+            } else {
+                known.join(", ")
+            }
+        ),
+    )
+    .into()
 }
 
 fn identities(args: &Args) -> Result<Identities> {

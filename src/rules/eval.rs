@@ -1033,6 +1033,37 @@ impl Evaluator {
         Ok(strict)
     }
 
+    /// [`Self::strict_of`] of a rules value, forcing only the rules whose name `keep` accepts:
+    /// the others stay in the result by name (their definition recorded in `locations`) with
+    /// `null` for a value, and whatever their value would do (fail, read files, loop) is not
+    /// done. A value that is not a plain attribute set is forced whole.
+    pub fn strict_of_rules(
+        &mut self,
+        v: Value,
+        keep: &dyn Fn(&str) -> bool,
+        locations: &mut Locations,
+    ) -> Result<Strict, EvalError> {
+        let Value::Attrs(a) = &v else {
+            return self.strict_of(v, locations);
+        };
+        if a.get("outPath").is_some() {
+            return self.strict_of(v, locations);
+        }
+        let mut out = Vec::with_capacity(a.len());
+        for (k, attr) in a.iter() {
+            locations.push_secret(&self.sources, attr.pos);
+            let value = if keep(k) {
+                let item = self.force(attr.value, attr.pos)?;
+                self.strict_inner(item, attr.pos, 1, locations)?
+            } else {
+                Strict::Null
+            };
+            out.push((k.clone(), value));
+        }
+        locations.set_files(&self.sources);
+        Ok(Strict::Attrs(out))
+    }
+
     /// [`Self::strict_of`], as JSON.
     pub fn json_of(&mut self, v: Value, locations: &mut Locations) -> Result<Json, EvalError> {
         Ok(self.strict_of(v, locations)?.to_json())

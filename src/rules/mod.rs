@@ -114,7 +114,7 @@ impl std::error::Error for RulesError {}
 ///   limit is its C stack;
 /// - syntax errors are located by rnix: the same line as Nix, the column may differ slightly.
 pub fn evaluate(file: &Path, opts: &LoadOptions) -> Result<Json, RulesError> {
-    evaluate_then(file, opts, |_, strict, _| Ok(strict.to_json()), Ok)
+    evaluate_then(file, opts, None, |_, strict, _| Ok(strict.to_json()), Ok)
 }
 
 /// Writes what `--dump-rules` prints for `file` to `out`: what [`evaluate`] returns, as
@@ -130,7 +130,7 @@ pub fn dump(file: &Path, opts: &LoadOptions, out: &mut dyn Write) -> anyhow::Res
     let mut write_error = None;
     let outcome = run_on_big_stack_while(
         || {
-            own_evaluation(file, abs, for_eval, |strict, _| {
+            own_evaluation(file, abs, for_eval, None, |strict, _| {
                 let mut sink = Chunks {
                     to: chunks,
                     buf: Vec::with_capacity(Chunks::SIZE),
@@ -208,10 +208,11 @@ impl Write for Chunks {
 fn evaluate_then<T: Send>(
     file: &Path,
     opts: &LoadOptions,
+    keep: Option<&(dyn Fn(&str) -> bool + Sync)>,
     own: impl FnOnce(&Path, Strict, Locations) -> Result<T, RulesError> + Send,
     fallback: impl FnOnce(Json) -> Result<T, RulesError>,
 ) -> Result<T, RulesError> {
-    match evaluate_with(file, opts, own)? {
+    match evaluate_with(file, opts, keep, own)? {
         Evaluated::Own(result) => Ok(result),
         Evaluated::Nix(json) => fallback(json),
     }
@@ -227,11 +228,15 @@ enum Evaluated<T> {
 fn evaluate_with<T: Send>(
     file: &Path,
     opts: &LoadOptions,
+    keep: Option<&(dyn Fn(&str) -> bool + Sync)>,
     own: impl FnOnce(&Path, Strict, Locations) -> Result<T, RulesError> + Send,
 ) -> Result<Evaluated<T>, RulesError> {
     let (abs, sandbox) = locate(file, opts.impure).map_err(|f| RulesError::new(f.message))?;
     let for_eval = sandbox.clone();
-    let outcome = run_on_big_stack(|| own_evaluation(file, abs, for_eval, |s, l| own(file, s, l)));
+    let outcome = run_on_big_stack(|| {
+        let keep = keep.map(|k| k as &dyn Fn(&str) -> bool);
+        own_evaluation(file, abs, for_eval, keep, |s, l| own(file, s, l))
+    });
     match outcome {
         Ok(result) => result.map(Evaluated::Own),
         Err(failure) if failure.unsupported && nix_fallback::available() => Ok(Evaluated::Nix(
@@ -270,7 +275,7 @@ fn locate(file: &Path, impure: bool) -> Result<(PathBuf, Sandbox), Failure> {
 pub fn evaluate_own(file: &Path) -> Result<Json, RulesError> {
     let (abs, sandbox) = locate(file, false).map_err(|f| RulesError::new(f.message))?;
     let owned = file.to_path_buf();
-    run_on_big_stack(move || own_evaluation(&owned, abs, sandbox, |s, _| s.to_json()))
+    run_on_big_stack(move || own_evaluation(&owned, abs, sandbox, None, |s, _| s.to_json()))
         .map_err(|f| RulesError::new(f.message))
 }
 
@@ -285,7 +290,7 @@ pub fn evaluate_source(text: &str, dir: &Path) -> Result<Json, RulesError> {
         let mut ev = eval::Evaluator::new("input.nix", sandbox);
         let result = ev
             .load_source("input.nix".to_owned(), path, std::rc::Rc::from(text))
-            .and_then(|t| finish(&mut ev, t));
+            .and_then(|t| finish(&mut ev, t, None));
         result.map(|(s, _)| s.to_json()).map_err(|e| Failure {
             unsupported: e.kind == diag::ErrorKind::Unsupported,
             message: ev.render(&e),
@@ -313,7 +318,7 @@ pub fn evaluate_phases(file: &Path, mark: fn(&'static str)) -> Result<(), RulesE
         mark("builtins");
         let (strict, _) = ev
             .load_source(shown, abs, std::rc::Rc::from(text))
-            .and_then(|t| finish(&mut ev, t))
+            .and_then(|t| finish(&mut ev, t, None))
             .map_err(|e| Failure {
                 unsupported: false,
                 message: ev.render(&e),
@@ -341,6 +346,7 @@ fn own_evaluation<T>(
     file: &Path,
     abs: PathBuf,
     sandbox: Sandbox,
+    keep: Option<&dyn Fn(&str) -> bool>,
     then: impl FnOnce(Strict, Locations) -> T,
 ) -> Result<T, Failure> {
     let shown = file.display().to_string();
@@ -351,7 +357,7 @@ fn own_evaluation<T>(
     let mut ev = eval::Evaluator::new(&shown, sandbox);
     let (strict, locations) = ev
         .load_source(shown.clone(), abs, std::rc::Rc::from(text))
-        .and_then(|t| finish(&mut ev, t))
+        .and_then(|t| finish(&mut ev, t, keep))
         .map_err(|e| Failure {
             unsupported: e.kind == diag::ErrorKind::Unsupported,
             message: ev.render(&e),
@@ -378,15 +384,20 @@ fn read_rules_file(file: &Path, abs: &Path, sandbox: &Sandbox) -> Result<String,
         .map_err(|_| "cannot read the rules file: stream did not contain valid UTF-8".to_owned())
 }
 
-/// Forces the file's value, auto-calls it and forces it deeply.
+/// Forces the file's value, auto-calls it and forces it deeply: all of it, or of a rules set
+/// only the rules whose name `keep` accepts (see [`eval::Evaluator::strict_of_rules`]).
 fn finish(
     ev: &mut eval::Evaluator,
     root: value::ThunkId,
+    keep: Option<&dyn Fn(&str) -> bool>,
 ) -> Result<(Strict, Locations), diag::EvalError> {
     let v = ev.force(root, None)?;
     let v = ev.auto_call(v)?;
     let mut locations = Locations::new();
-    let strict = ev.strict_of(v, &mut locations)?;
+    let strict = match keep {
+        None => ev.strict_of(v, &mut locations)?,
+        Some(keep) => ev.strict_of_rules(v, keep, &mut locations)?,
+    };
     Ok((strict, locations))
 }
 
@@ -424,20 +435,60 @@ fn run_on_big_stack_while<T: Send>(
     })
 }
 
+/// The rule for one secret file, read as `-e` needs it (see [`Rules::load_for`]).
+#[derive(Debug, Clone)]
+pub struct RuleFor {
+    /// The rules file as given.
+    pub file: PathBuf,
+    /// The directory secret paths are relative to (the rules file's directory, absolute).
+    pub dir: PathBuf,
+    /// The rule naming the file, if one does.
+    pub secret: Option<Secret>,
+    /// The first few rules' names, in name order, for a message when none names the file.
+    pub some_names: Vec<String>,
+    /// How many rules the file declares.
+    pub declared: usize,
+    /// Non-fatal findings about that rule, one line each.
+    pub warnings: Vec<String>,
+}
+
 impl Rules {
     /// Reads, evaluates and validates a rules file.
     pub fn load(file: &Path, opts: &LoadOptions) -> Result<Rules, RulesError> {
         evaluate_then(
             file,
             opts,
-            |file, strict, locations| validate::validate(file, &strict, &locations),
+            None,
+            |file, strict, locations| validate::validate(file, &strict, &locations, None),
             |json| Rules::from_json(file, &json),
+        )
+    }
+
+    /// Reads the rules file for the rule of one secret file (`secret`, relative to the current
+    /// directory, or absolute), as agenix does for `-e` (`(import ./secrets.nix)."x.age"`):
+    /// every rule's name is evaluated and checked as [`Rules::load`] checks it, but only the
+    /// rule that names `secret` is evaluated further and validated, so another rule's mistake
+    /// (a failing import, a misspelt key) does not stop the editing of this one.
+    pub fn load_for(file: &Path, opts: &LoadOptions, secret: &Path) -> Result<RuleFor, RulesError> {
+        let dir = validate::rules_dir(file)?;
+        let wanted = Wanted::new(&dir, secret);
+        let keep = |name: &str| wanted.is(&normalize(Path::new(name)));
+        let select = |file: &Path, strict: &Strict, locations: &Locations| {
+            let rules = validate::validate(file, strict, locations, Some(&wanted))?;
+            Ok(RuleFor::of(rules, strict))
+        };
+        evaluate_then(
+            file,
+            opts,
+            Some(&keep),
+            |file, strict, locations| select(file, &strict, &locations),
+            |json| select(file, &Strict::from_json(&json), &Locations::new()),
         )
     }
 
     /// Validates an evaluated rules value (as `--dump-rules` prints it).
     pub fn from_json(file: &Path, json: &Json) -> Result<Rules, RulesError> {
-        validate::validate(file, &Strict::from_json(json), &Locations::new())
+        validate::validate(file, &Strict::from_json(json), &Locations::new(), None)
     }
 
     /// The absolute path of a secret's file.
@@ -447,18 +498,65 @@ impl Rules {
 
     /// Finds the rule for `file` (relative to the current directory, or absolute).
     pub fn find(&self, file: &Path) -> Option<&Secret> {
-        let wanted = absolute_normalized(file)?;
-        // Names are normalised: most lie beneath the rules directory and are compared without
-        // building a path; one that first climbs out of it (`../x.age`, allowed while it stays
-        // in the rules root) is joined and normalised.
-        let beneath = wanted.strip_prefix(&self.dir).ok();
-        self.secrets.iter().find(|s| {
-            if s.path.starts_with("..") {
-                normalize(&self.dir.join(&s.path)) == wanted
-            } else {
-                beneath == Some(s.path.as_path())
-            }
-        })
+        let wanted = Wanted::new(&self.dir, file);
+        self.secrets.iter().find(|s| wanted.is(&s.path))
+    }
+}
+
+impl RuleFor {
+    /// `rules`, validated for one file, and the names `value` (what they were validated from)
+    /// declares.
+    fn of(mut rules: Rules, value: &Strict) -> RuleFor {
+        let mut names: Vec<&str> = match value {
+            Strict::Attrs(top) => top.iter().map(|(k, _)| &**k).collect(),
+            _ => Vec::new(),
+        };
+        names.sort_unstable();
+        RuleFor {
+            secret: rules.secrets.pop(),
+            some_names: names.iter().take(5).map(|n| n.to_string()).collect(),
+            declared: names.len(),
+            file: rules.file,
+            dir: rules.dir,
+            warnings: rules.warnings,
+        }
+    }
+}
+
+/// A secret file named on the command line, to be compared with the rules' paths.
+pub(crate) struct Wanted {
+    /// Absolute and normalised; `None` when it cannot be (no current directory, no file name):
+    /// then no rule names it.
+    abs: Option<PathBuf>,
+    /// Relative to the rules directory, when beneath it.
+    beneath: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+impl Wanted {
+    fn new(dir: &Path, file: &Path) -> Wanted {
+        let abs = absolute_normalized(file);
+        let beneath = abs
+            .as_deref()
+            .and_then(|a| a.strip_prefix(dir).ok())
+            .map(Path::to_path_buf);
+        Wanted {
+            abs,
+            beneath,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Whether a rule whose normalised path (relative to the rules directory) is `path` names
+    /// this file. Most paths lie beneath the rules directory and are compared without building
+    /// a path; one that first climbs out of it (`../x.age`, allowed while it stays in the rules
+    /// root) is joined and normalised.
+    fn is(&self, path: &Path) -> bool {
+        if path.starts_with("..") {
+            self.abs.as_deref() == Some(&*normalize(&self.dir.join(path)))
+        } else {
+            self.beneath.as_deref() == Some(path)
+        }
     }
 }
 

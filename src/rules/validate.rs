@@ -5,15 +5,21 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use super::sandbox::{Resolver, Sandbox};
 use super::value::Strict;
-use super::{normalize, Locations, Rules, RulesError, Secret};
+use super::{normalize, Locations, Rules, RulesError, Secret, Wanted};
 
-/// Validates an evaluated rules value; messages point at `locations` where known.
+/// Validates an evaluated rules value; messages point at `locations` where known. Every rule's
+/// name is checked (a rules file naming a file outside its root is refused whatever the action
+/// is about); with `only`, the rest of a rule (its keys, `armor`) only where it names that
+/// file, and the result holds that rule alone.
 pub(super) fn validate(
     file: &Path,
     value: &Strict,
     locations: &Locations,
+    only: Option<&Wanted>,
 ) -> Result<Rules, RulesError> {
     let file_shown = file.display().to_string();
     // Secrets are visited in name order, which is the order `locations` records them in.
@@ -44,7 +50,10 @@ pub(super) fn validate(
     let mut warnings = Vec::new();
     let mut names: Vec<&(std::rc::Rc<str>, Strict)> = top.iter().collect();
     names.sort_by(|a, b| a.0.cmp(&b.0));
-    for (i, (name, rule)) in names.into_iter().enumerate() {
+    // Names that are not already in normal form (`./a.age`, `a//b.age`), by their normal form:
+    // only these can name the same file as another rule.
+    let mut unusual: HashMap<PathBuf, (usize, &str)> = HashMap::new();
+    for (i, &(name, rule)) in names.iter().enumerate() {
         // Names are printed in messages and `--check` findings: a newline would start a line
         // of the rules author's choosing in a CI log (where `::error::` is a command), an
         // escape sequence would rewrite the terminal. Shown escaped, never raw.
@@ -55,6 +64,36 @@ pub(super) fn validate(
                 at(i, rule, None),
                 &**name
             )));
+        }
+        let path = normalize(Path::new(&**name));
+        if let Some(why) = escapes(&root, &mut resolver, &dir, &path) {
+            return Err(RulesError::new(format!(
+                "{}: secret \"{name}\": {why}",
+                at(i, rule, None)
+            )));
+        }
+        if path.as_os_str() != &**name {
+            // Two rules for one file would leave which keys it gets to the order of actions
+            // (`-r` would encrypt it twice, the last rule winning); a rules file from someone
+            // else could hide a second rule for a file this way.
+            let same = path
+                .to_str()
+                .and_then(|normal| names.binary_search_by(|(n, _)| (**n).cmp(normal)).ok())
+                .map(|j| (j, &*names[j].0))
+                .or_else(|| unusual.get(&path).copied());
+            // Blamed on this name, the one not in normal form.
+            if let Some((j, other)) = same {
+                return Err(RulesError::new(format!(
+                    "{}: secret \"{name}\" names the same file as secret \"{other}\" ({}); \
+                     name each file once",
+                    at(i, rule, None),
+                    at(j, &names[j].1, None),
+                )));
+            }
+            unusual.insert(path.clone(), (i, name));
+        }
+        if only.is_some_and(|wanted| !wanted.is(&path)) {
+            continue;
         }
         let Strict::Attrs(attrs) = rule else {
             return Err(RulesError::new(format!(
@@ -100,13 +139,6 @@ pub(super) fn validate(
                 )))
             }
         };
-        let path = normalize(Path::new(&**name));
-        if let Some(why) = escapes(&root, &mut resolver, &dir, &path) {
-            return Err(RulesError::new(format!(
-                "{}: secret \"{name}\": {why}",
-                at(i, rule, None)
-            )));
-        }
         let extra = attrs
             .iter()
             .filter(|(k, _)| &**k != "publicKeys" && &**k != "armor")
@@ -174,7 +206,7 @@ fn flatten_keys<'a>(value: &'a Strict, out: &mut Vec<&'a str>) -> Result<bool, S
     Ok(nested)
 }
 
-fn rules_dir(file: &Path) -> Result<PathBuf, RulesError> {
+pub(super) fn rules_dir(file: &Path) -> Result<PathBuf, RulesError> {
     let parent = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -284,6 +316,43 @@ mod tests {
     fn secret_paths_are_normalised() {
         let rules = load(json!({"./sub/../x.age": {"publicKeys": []}})).unwrap();
         assert_eq!(rules.secrets[0].path, PathBuf::from("x.age"));
+    }
+
+    #[test]
+    fn two_rules_naming_one_file_are_refused_naming_both() {
+        for (a, b) in [
+            ("a.age", "./a.age"),
+            ("a.age", "x/../a.age"),
+            ("d/a.age", "d//a.age"),
+            ("d/a.age", "d/./a.age"),
+            // Neither in normal form.
+            ("./a.age", "x/../a.age"),
+        ] {
+            let err = load(json!({ a: {"publicKeys": []}, b: {"publicKeys": ["age1x"]} }))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("\"{b}\" names the same file as secret \"{a}\""))
+                    || err.contains(&format!("\"{a}\" names the same file as secret \"{b}\"")),
+                "{a} {b}: {err}"
+            );
+        }
+        // Names that only look alike are different files.
+        let rules = load(json!({
+            "a.age": {"publicKeys": []},
+            "./b.age": {"publicKeys": []},
+            "A.age": {"publicKeys": []},
+            "a.age/": {"publicKeys": []},
+        }));
+        assert!(rules.is_err_and(|e| e.to_string().contains("\"a.age/\" names the same file")));
+        let rules = load(json!({
+            "a.age": {"publicKeys": []},
+            "./b.age": {"publicKeys": []},
+            "A.age": {"publicKeys": []},
+            "x/a.age": {"publicKeys": []},
+        }))
+        .unwrap();
+        assert_eq!(rules.secrets.len(), 4);
     }
 
     #[test]

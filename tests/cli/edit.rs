@@ -108,6 +108,59 @@ fn a_secret_named_above_the_rules_directory_is_found_from_either_directory() {
 }
 
 #[test]
+fn edit_evaluates_only_the_edited_rule_but_checks_every_name() {
+    // As agenix: a mistake in another rule's value does not stop the editing of this one.
+    let p = Project::new();
+    let pk = &p.public;
+    let write_rules = |other: &str| {
+        fs::write(
+            p.path("secrets.nix"),
+            format!("{{\n  \"a.age\".publicKeys = [ {pk:?} ];\n  {other}\n}}\n"),
+        )
+        .unwrap()
+    };
+    for other in [
+        "\"b.age\" = throw \"b is broken\";",
+        "\"b.age\".publicKeys = import ./missing.nix;",
+        "\"b.age\".publicKeys = [ 1 ];",
+        "\"b.age\" = 42;",
+    ] {
+        write_rules(other);
+        p.cmd()
+            .args(["-i", "key.txt", "--editor", "-", "-e", "a.age"])
+            .write_stdin(&b"fine"[..])
+            .assert()
+            .success();
+        assert_eq!(p.open("a.age").unwrap(), b"fine", "{other}");
+        // Every other action still reads every rule, and fails on this one.
+        p.cmd()
+            .args(["-i", "key.txt", "-r"])
+            .assert()
+            .code(1)
+            .stderr(contains("secrets.nix:3:"));
+        // The edited rule itself is checked in full.
+        p.cmd()
+            .args(["-i", "key.txt", "--editor", "-", "-e", "b.age"])
+            .write_stdin(&b"never"[..])
+            .assert()
+            .code(1)
+            .stderr(contains("secrets.nix:3:"));
+        assert!(!p.path("b.age").exists(), "{other}");
+    }
+    // A name is checked whichever file is edited: this rules file is refused.
+    write_rules("\"./a.age\".publicKeys = [ ];");
+    p.cmd()
+        .args(["-i", "key.txt", "--editor", "-", "-e", "a.age"])
+        .write_stdin(&b"changed"[..])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "secrets.nix:3:3: secret \"./a.age\" names the same file as secret \"a.age\" (./secrets.nix:2:3)",
+        ));
+    assert_eq!(p.open("a.age").unwrap(), b"fine");
+}
+
+#[test]
 fn a_failing_editor_aborts_and_leaves_everything_as_it_was() {
     let p = Project::new();
     p.rules(&["a.age"]);
