@@ -472,7 +472,7 @@ impl Rules {
     pub fn load_for(file: &Path, opts: &LoadOptions, secret: &Path) -> Result<RuleFor, RulesError> {
         let dir = validate::rules_dir(file)?;
         let wanted = Wanted::new(&dir, secret);
-        let keep = |name: &str| wanted.is(&normalize(Path::new(name)));
+        let keep = |name: &str| wanted.is_named(name);
         let select = |file: &Path, strict: &Strict, locations: &Locations| {
             let rules = validate::validate(file, strict, locations, Some(&wanted))?;
             Ok(RuleFor::of(rules, strict))
@@ -558,10 +558,22 @@ impl Wanted {
             self.beneath.as_deref() == Some(path)
         }
     }
+
+    /// [`Wanted::is`] for a rule's name as written.
+    fn is_named(&self, name: &str) -> bool {
+        if is_normal_relative(name) {
+            self.beneath.as_deref() == Some(Path::new(name))
+        } else {
+            self.is(&normalize(Path::new(name)))
+        }
+    }
 }
 
 /// Lexical normalisation: drops `.` and resolves `..` against earlier components.
 pub(crate) fn normalize(path: &Path) -> PathBuf {
+    if path.to_str().is_some_and(is_normal_relative) {
+        return path.to_path_buf();
+    }
     let mut out = PathBuf::new();
     for comp in path.components() {
         match comp {
@@ -578,6 +590,13 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Whether `name` is a relative path that [`normalize`] leaves as it is (no empty, `.` or `..`
+/// component), as nearly every rule's name is: such names are used without taking them apart.
+fn is_normal_relative(name: &str) -> bool {
+    name.split('/')
+        .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// Absolute form of `file` whose existing parent directory is canonicalised, so that it can be
@@ -690,5 +709,51 @@ mod tests {
         );
         assert_eq!(normalize(Path::new("a/../../b")), PathBuf::from("../b"));
         assert_eq!(normalize(Path::new("/../a")), PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn normalising_agrees_with_taking_the_path_apart_for_every_shape_of_name() {
+        let by_components = |name: &str| {
+            let mut out = PathBuf::new();
+            for c in Path::new(name).components() {
+                match c {
+                    Component::CurDir => {}
+                    Component::ParentDir => match out.components().next_back() {
+                        Some(Component::Normal(_)) => {
+                            out.pop();
+                        }
+                        Some(Component::RootDir) => {}
+                        _ => out.push(".."),
+                    },
+                    other => out.push(other.as_os_str()),
+                }
+            }
+            out
+        };
+        for name in [
+            "",
+            "a",
+            "a.age",
+            "d/a.age",
+            "d/e/a.age",
+            "/a",
+            "a/",
+            "a//b",
+            "./a",
+            "a/.",
+            "..",
+            "../a",
+            "a/..",
+            "a/../b",
+            ".a",
+            "..a",
+            "a..",
+            "a/.b/c",
+            "...",
+            "d/./a",
+            "//a",
+        ] {
+            assert_eq!(normalize(Path::new(name)), by_components(name), "{name:?}");
+        }
     }
 }

@@ -182,7 +182,12 @@ fn escapes(root: &Sandbox, resolver: &mut Resolver, dir: &Path, path: &Path) -> 
             outside().replacen("the file name leads", "may not lead", 1)
         ));
     }
-    let abs = normalize(&dir.join(path));
+    // `dir` is canonical and `path` normalised: only a leading `..` needs resolving.
+    let abs = if path.starts_with("..") {
+        normalize(&dir.join(path))
+    } else {
+        dir.join(path)
+    };
     resolver.leads_outside(&abs).then(outside)
 }
 
