@@ -991,10 +991,13 @@ impl Evaluator {
         let expr = lowerer.lower_file(parse.syntax().green());
         // The syntax tree is not needed once lowered. A large one takes milliseconds to free,
         // node by node: that is done on another core while evaluation goes on (the tree is
-        // shared by atomic counts, nothing else refers to it).
+        // shared by atomic counts, nothing else refers to it). Freeing recurses as deep as the
+        // tree goes, which is as deep as rnix parsed, whatever lowering accepted (a 180 KB
+        // chain `[] ++ [] ++ …` overflowed a default 2 MiB stack): the evaluation's stack.
         if text.len() >= BACKGROUND_FREE_BYTES {
             let _ = std::thread::Builder::new()
                 .name("rules-free".to_owned())
+                .stack_size(STACK_SIZE)
                 .spawn(move || drop(parse));
         } else {
             drop(parse);
@@ -1276,6 +1279,18 @@ mod tests {
         check_err(&deep, "unsupported in ragenix's evaluator");
         let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
         check_err(&deep, "unsupported in ragenix's evaluator");
+    }
+
+    #[test]
+    fn a_deep_syntax_tree_is_freed_without_overflowing_a_stack() {
+        // Large enough to be freed on a thread of its own; each `++` nests the tree one deeper.
+        for deep in [
+            format!("[] {}", "++ [] ".repeat(30_000)),
+            format!("{{}} {}", "// {} ".repeat(30_000)),
+        ] {
+            assert!(deep.len() >= super::BACKGROUND_FREE_BYTES);
+            check_err(&deep, "unsupported in ragenix's evaluator");
+        }
     }
 
     #[test]
