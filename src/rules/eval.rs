@@ -974,8 +974,7 @@ impl Evaluator {
         // consolidate every small free chunk each time; sizing them from the source avoids it.
         self.thunks.reserve(text.len() / 8);
         self.envs.reserve(text.len() / 64);
-        super::syntax::check_nesting(id, &text)?;
-        let parse = rnix::Root::parse(&text);
+        let parse = super::syntax::parse(id, &text)?;
         if let Some(err) = parse.errors().first() {
             return Err(super::syntax::error(id, &text, err));
         }

@@ -10,18 +10,62 @@ use super::diag::{EvalError, Pos};
 /// "unsupported" (and may fall back to `nix-instantiate`), not an error.
 const MAX_NESTING: usize = 1000;
 
-/// Rejects input nested deeper than [`MAX_NESTING`] brackets, before parsing it.
-pub(crate) fn check_nesting(file: u32, text: &str) -> Result<(), EvalError> {
-    use SyntaxKind::*;
-    // Every opening token starts with one of these bytes, so with no more of them than the
-    // limit the input cannot nest deeper; this spares most files a second tokenization.
-    let openers = text
-        .bytes()
-        .filter(|b| matches!(b, b'{' | b'[' | b'('))
-        .count();
+/// Most `[` a file may hold for its nesting to be checked while rnix parses it, on another
+/// core, instead of before. Only list nesting is not bounded by rnix itself (its expression
+/// depth stops at 512), and rnix takes time quadratic in it (14 ms for 1,000 nested lists,
+/// 1.4 s for 10,000): so this bounds what parsing a file nested too deeply costs before it is
+/// refused. No more than rnix already takes on files of that size without brackets (a chain
+/// `f x x …` of 10,000 arguments: 1.1 s).
+const CHECK_WHILE_PARSING_MAX_LISTS: usize = 10_000;
+
+/// rnix's parse of `text`, or the error for input nested deeper than [`MAX_NESTING`]
+/// brackets (which rnix parses in quadratic time, and which Nix may still evaluate).
+pub(crate) fn parse(file: u32, text: &str) -> Result<rnix::Parse<rnix::Root>, EvalError> {
+    let (openers, lists) = count_openers(text);
     if openers <= MAX_NESTING {
-        return Ok(());
+        return Ok(rnix::Root::parse(text));
     }
+    if lists > CHECK_WHILE_PARSING_MAX_LISTS {
+        check_depth(file, text)?;
+        return Ok(rnix::Root::parse(text));
+    }
+    // The check tokenizes the whole file once more: done beside the parse, it costs no time.
+    std::thread::scope(|scope| {
+        let check = std::thread::Builder::new()
+            .name("rules-nesting".to_owned())
+            .spawn_scoped(scope, || check_depth(file, text));
+        let parse = rnix::Root::parse(text);
+        match check {
+            Ok(check) => check
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => check_depth(file, text),
+        }?;
+        Ok(parse)
+    })
+}
+
+/// How many bytes of `text` may open a bracket, and how many of them are `[`. Every opening
+/// token starts with one of these bytes, so with no more of them than the limit the input
+/// cannot nest deeper: this spares most files a second tokenization.
+fn count_openers(text: &str) -> (usize, usize) {
+    let (mut openers, mut lists) = (0, 0);
+    for b in text.bytes() {
+        match b {
+            b'[' => {
+                openers += 1;
+                lists += 1;
+            }
+            b'{' | b'(' => openers += 1,
+            _ => {}
+        }
+    }
+    (openers, lists)
+}
+
+/// The nesting check proper, on rnix's tokens.
+fn check_depth(file: u32, text: &str) -> Result<(), EvalError> {
+    use SyntaxKind::*;
     let mut depth = 0usize;
     let mut offset = 0usize;
     for (kind, token) in rnix::tokenize(text) {
@@ -203,29 +247,45 @@ fn describe(kind: SyntaxKind) -> String {
 mod tests {
     use super::*;
 
+    fn nested(open: &str, close: &str, depth: usize) -> String {
+        format!("{}1{}", open.repeat(depth), close.repeat(depth))
+    }
+
+    fn is_too_deep(result: Result<rnix::Parse<rnix::Root>, EvalError>) -> bool {
+        result.is_err_and(|e| e.message.contains("nesting deeper than"))
+    }
+
     #[test]
     fn nesting_is_limited_at_exactly_max_nesting_brackets() {
-        let at_limit = format!("{}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
-        assert!(check_nesting(0, &at_limit).is_ok());
-        let over = format!(
-            "{}{}",
-            "[".repeat(MAX_NESTING + 1),
-            "]".repeat(MAX_NESTING + 1)
+        let at_limit = nested("[", "]", MAX_NESTING);
+        assert!(parse(0, &at_limit).is_ok_and(|p| p.errors().is_empty()));
+        assert!(is_too_deep(parse(0, &nested("[", "]", MAX_NESTING + 1))));
+        assert!(is_too_deep(parse(
+            0,
+            &nested("\"${", "}\"", MAX_NESTING + 1)
+        )));
+        assert!(is_too_deep(parse(0, &nested("[ (", ") ]", MAX_NESTING))));
+    }
+
+    #[test]
+    fn nesting_is_checked_before_parsing_a_file_of_many_lists() {
+        // Above CHECK_WHILE_PARSING_MAX_LISTS `[`, deep or not, the check comes first: rnix
+        // would take minutes to parse this one.
+        let deep = nested("[", "]", 4 * CHECK_WHILE_PARSING_MAX_LISTS);
+        assert!(is_too_deep(parse(0, &deep)));
+        let wide = format!(
+            "{} {}",
+            nested("[", "]", MAX_NESTING + 1),
+            "[ ] ".repeat(CHECK_WHILE_PARSING_MAX_LISTS)
         );
-        assert!(check_nesting(0, &over).is_err());
-        let interpolated = format!(
-            "{}1{}",
-            "\"${".repeat(MAX_NESTING + 1),
-            "}\"".repeat(MAX_NESTING + 1)
-        );
-        assert!(check_nesting(0, &interpolated).is_err());
+        assert!(is_too_deep(parse(0, &wide)));
     }
 
     #[test]
     fn many_shallow_brackets_are_not_deep_nesting() {
-        assert!(check_nesting(0, &"[ ] ".repeat(3 * MAX_NESTING)).is_ok());
+        assert!(parse(0, &"[ ] ".repeat(3 * MAX_NESTING)).is_ok());
         // Brackets inside strings are not tokens and do not count.
         let quoted = format!("[ \"{}\" ]", "[".repeat(3 * MAX_NESTING));
-        assert!(check_nesting(0, &quoted).is_ok());
+        assert!(parse(0, &quoted).is_ok());
     }
 }
