@@ -3,9 +3,8 @@
 //! other attributes kept for their readers) and that its file stays inside the rules root; it
 //! does not evaluate Nix (see `eval`) nor interpret `generator` (see `generator`).
 
-use std::path::{Path, PathBuf};
-
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use super::sandbox::{Resolver, Sandbox};
 use super::value::Strict;
