@@ -1,12 +1,12 @@
-//! Syntax errors: rnix's parse errors turned into located messages in Nix's words
-//! ("unexpected '=', expecting ';'"), instead of rnix's debug rendering.
+//! Parsing with rnix, and syntax errors: rnix's parse errors turned into located messages in
+//! Nix's words ("unexpected '=', expecting ';'"), instead of rnix's debug rendering.
 
 use rnix::{ParseError, SyntaxKind};
 
 use super::diag::{EvalError, Pos};
 
-/// Bracket nesting beyond which we do not parse: rnix's parser gets slow (quadratic) on very deep
-/// trees, and real rules files never come close. Nix itself accepts more, so this is
+/// Bracket nesting beyond which we do not evaluate: rnix's parser gets slow (quadratic) on very
+/// deep trees, and real rules files never come close. Nix itself accepts more, so this is
 /// "unsupported" (and may fall back to `nix-instantiate`), not an error.
 const MAX_NESTING: usize = 1000;
 
