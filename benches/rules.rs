@@ -85,6 +85,9 @@ fn mark(phase: &'static str) {
 
 const SECRETS: usize = 10_000;
 const RUNS: usize = 11;
+/// Runs of `-e` and its floors: each takes milliseconds, and more runs make it likelier that the
+/// fastest fell in a moment when the shared machine was quiet.
+const EDIT_RUNS: usize = 31;
 
 /// A rules file of `secrets` rules in `dir`; the first rule also names `extra` (a real
 /// recipient, so that `-e` can open that secret).
@@ -156,7 +159,7 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Wall time of `RUNS` runs: the median, and the fastest (this machine is shared: other load
+/// Wall time of a number of runs: the median, and the fastest (this machine is shared: other load
 /// only ever adds time, so the fastest run is the closest to what the program itself costs).
 #[derive(Clone, Copy)]
 struct Wall {
@@ -173,12 +176,12 @@ impl std::fmt::Display for Wall {
 /// Wall time (of `RUNS`, after one warm-up) and peak RSS in KiB (by `/usr/bin/time`, when
 /// installed) of a whole process, stdout to /dev/null.
 fn measure(make: impl Fn() -> Command) -> (Wall, Option<u64>) {
-    measure_side_by_side(&[&make]).remove(0)
+    measure_side_by_side(RUNS, &[&make]).remove(0)
 }
 
 /// [`measure`] for several commands whose runs alternate, so that a change of load on this
 /// shared machine weighs on each of them alike and their ratio holds.
-fn measure_side_by_side(makes: &[&dyn Fn() -> Command]) -> Vec<(Wall, Option<u64>)> {
+fn measure_side_by_side(runs: usize, makes: &[&dyn Fn() -> Command]) -> Vec<(Wall, Option<u64>)> {
     let run = |c: &mut Command| {
         let out = c.stdout(Stdio::null()).stdin(Stdio::null()).output();
         let out = out.unwrap_or_else(|e| panic!("{c:?}: {e}"));
@@ -192,8 +195,8 @@ fn measure_side_by_side(makes: &[&dyn Fn() -> Command]) -> Vec<(Wall, Option<u64
     for make in makes {
         run(&mut make());
     }
-    let mut times = vec![Vec::with_capacity(RUNS); makes.len()];
-    for _ in 0..RUNS {
+    let mut times = vec![Vec::with_capacity(runs); makes.len()];
+    for _ in 0..runs {
         for (make, times) in makes.iter().zip(&mut times) {
             let mut c = make();
             let start = Instant::now();
@@ -229,7 +232,7 @@ fn measure_side_by_side(makes: &[&dyn Fn() -> Command]) -> Vec<(Wall, Option<u64
         .iter()
         .zip(times)
         .map(|(make, times)| {
-            let min = *times.iter().min().expect("RUNS > 0");
+            let min = *times.iter().min().expect("runs > 0");
             let wall = Wall {
                 median: median(times),
                 min,
@@ -270,9 +273,9 @@ fn compare(label: &str, dir: &Path, entry: &str, nix: bool) -> Option<Duration> 
         c
     };
     let measured = if nix {
-        measure_side_by_side(&[&ours, &theirs])
+        measure_side_by_side(RUNS, &[&ours, &theirs])
     } else {
-        measure_side_by_side(&[&ours])
+        measure_side_by_side(RUNS, &[&ours])
     };
     let (ours, ours_rss) = measured[0];
     println!("{label}");
@@ -487,12 +490,12 @@ fn main() {
             c
         };
         let editor = || Command::new("true");
-        let measured = measure_side_by_side(&[&edit, &start, &editor]);
+        let measured = measure_side_by_side(EDIT_RUNS, &[&edit, &start, &editor]);
         let [(wall, rss), (start, _), (editor, _)] = measured[..] else {
             unreachable!("three commands measured")
         };
         println!(
-            "-e with an editor that changes nothing, {label} file: wall {wall} (target <= {target} ms), peak RSS {}",
+            "-e with an editor that changes nothing, {label} file, {EDIT_RUNS} runs: wall {wall} (target <= {target} ms), peak RSS {}",
             mib(rss)
         );
         println!(
